@@ -1,0 +1,3 @@
+/* placeholder: query-plan helpers (issue 5) */
+#include "postgres.h"
+#include "duet_ext.h"

@@ -1,0 +1,1 @@
+-- cleanup_worker: objects added by the feature

@@ -1,0 +1,1 @@
+-- explain: objects added by the feature

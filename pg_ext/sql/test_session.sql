@@ -1,0 +1,1 @@
+-- test_session: objects added by the feature

@@ -1,0 +1,1 @@
+-- upsert: objects added by the feature

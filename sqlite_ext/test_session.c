@@ -1,0 +1,8 @@
+/* placeholder: test_session (issue 6) */
+#include "duet_ext.h"
+SQLITE_EXTENSION_INIT3
+
+int duet_test_session_register(sqlite3 *db) {
+    (void)db;
+    return SQLITE_OK;
+}

@@ -1,0 +1,8 @@
+/* placeholder: txn_age (issue 6) */
+#include "duet_ext.h"
+SQLITE_EXTENSION_INIT3
+
+int duet_txn_age_register(sqlite3 *db) {
+    (void)db;
+    return SQLITE_OK;
+}
