@@ -5,17 +5,24 @@
 #
 #   tests/run-suites.sh [suite...]   suites: regress isolation sqlite client asan sh
 #
+# Environment: DUET_ONLY=REGEX runs only the tests whose name matches (pg_regress
+# and isolation test names, golden script names, client test binaries, shell
+# scripts); DUET_TEST_OUT=DIR puts results there instead of tests/out.
+#
 # The cluster is stopped on every exit path (trap), also when a suite fails.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 PGBIN=/usr/lib/postgresql/15/bin
 PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")
-OUT=$ROOT/tests/out
+OUT=${DUET_TEST_OUT:-$ROOT/tests/out}
+ONLY=${DUET_ONLY:-}
 rm -rf "$OUT/results" && mkdir -p "$OUT/results"
 passed=0
 failed=0
 failures=()
+
+selected() { [ -z "$ONLY" ] || [[ "$1" =~ $ONLY ]]; }
 
 record() { # record NAME PASSED FAILED
     passed=$((passed + $2))
@@ -41,7 +48,7 @@ suite_regress() {
     local tests=() f
     for f in sql/*.sql; do
         case "$(basename "$f")" in sqlite_*) continue ;; esac
-        [ -e "$f" ] && tests+=("$(basename "$f" .sql)")
+        [ -e "$f" ] && selected "$(basename "$f" .sql)" && tests+=("$(basename "$f" .sql)")
     done
     [ ${#tests[@]} -eq 0 ] && return 0
     start_cluster
@@ -57,7 +64,7 @@ suite_regress() {
 suite_isolation() {
     local tests=() f
     for f in tests/isolation/specs/*.spec; do
-        [ -e "$f" ] && tests+=("$(basename "$f" .spec)")
+        [ -e "$f" ] && selected "$(basename "$f" .spec)" && tests+=("$(basename "$f" .spec)")
     done
     [ ${#tests[@]} -eq 0 ] && return 0
     start_cluster
@@ -88,6 +95,7 @@ suite_sqlite() {
     for f in sql/sqlite_*.sql; do
         [ -e "$f" ] || continue
         name=$(basename "$f" .sql)
+        selected "$name" || continue
         work=$(mktemp -d /tmp/duetsq.XXXXXX)
         out=$OUT/results/$name.out
         (cd "$work" && sqlite3 -batch -echo -cmd ".load $ROOT/sqlite_ext/duet" test.db \
@@ -109,6 +117,7 @@ run_client_tests() { # NAME BUILD
     local ok=0 bad=0 t log p f
     for t in tests/out/"$2"/test_*; do
         [ -x "$t" ] || continue
+        selected "$(basename "$t")" || continue
         log=$OUT/results/$1-$(basename "$t").log
         "$t" >"$log" 2>&1
         local rc=$?
@@ -141,6 +150,7 @@ suite_sh() {
     local ok=0 bad=0 t log
     for t in tests/sh/*.sh; do
         [ -e "$t" ] || continue
+        selected "$(basename "$t" .sh)" || continue
         start_cluster
         log=$OUT/results/sh-$(basename "$t" .sh).log
         if bash "$t" >"$log" 2>&1; then
