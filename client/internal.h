@@ -79,6 +79,12 @@ struct duet_config {
 
     /* SQLite: path as given (":memory:" for the shared in-memory database). */
     char *sqlite_path;
+    /*
+     * Set by pool.c for ":memory:": the name of the memdb VFS database
+     * ("file:/duet-...?vfs=memdb") that every connection of one pool opens,
+     * so the pool shares one in-memory database.  NULL otherwise.
+     */
+    char *sqlite_shared_name;
     char *journal_mode; /* "WAL" */
     char *synchronous;  /* "NORMAL" */
     int cache_size;     /* 10000 */
