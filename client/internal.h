@@ -91,10 +91,120 @@ struct duet_config {
     int busy_timeout;   /* 5000 ms */
 
     duet_pool_settings pool;
+
+    /* config.c: whether min/max_connections were given (defaults adapt otherwise). */
+    bool min_set, max_set;
 };
 
 /* Deep copy; NULL on OOM. */
 duet_config *duet__config_copy(const duet_config *cfg);
+
+/* The value of a libpq keyword in cfg->pg_params (borrowed), or NULL. */
+const char *duet__config_pg_get(const duet_config *cfg, const char *key);
+
+/* ------------------------------------------------------------------ */
+/* Parameters and SQL translation (params.c)                          */
+/* ------------------------------------------------------------------ */
+
+typedef enum duet_value_type {
+    DUET_V_NULL,
+    DUET_V_INT,
+    DUET_V_DOUBLE,
+    DUET_V_BOOL,
+    DUET_V_TEXT,
+    DUET_V_BYTES,
+} duet_value_type;
+
+/* One bound value. */
+typedef struct duet_value {
+    char *name; /* without the colon; NULL for a positional value */
+    duet_value_type type;
+    int64_t i;  /* INT, and BOOL as 0/1 */
+    double d;   /* DOUBLE */
+    /* TEXT and BYTES: the value; INT, DOUBLE, BOOL: PostgreSQL's text form. */
+    char *data;
+    size_t len;
+} duet_value;
+
+struct duet_params {
+    duet_value *vals;
+    size_t n, cap;
+    size_t npositional; /* values bound with a NULL name */
+};
+
+typedef enum duet_sql_style {
+    DUET_STYLE_NONE,     /* no placeholder */
+    DUET_STYLE_NAMED,    /* :name */
+    DUET_STYLE_QMARK,    /* ? */
+    DUET_STYLE_NUMBERED, /* $n (or ?n) */
+} duet_sql_style;
+
+/* A slot of the native SQL: a name, or the index of a positional value. */
+typedef struct duet_sql_slot {
+    char *name;
+    size_t pos;
+} duet_sql_slot;
+
+/*
+ * SQL translated into the engine's placeholders: PostgreSQL $1..$n, SQLite
+ * ?1..?n.  Slot k of the native SQL takes slots[k]'s value.  The SQL is
+ * scanned once: quotes, comments, dollar quotes and :: casts are skipped.
+ */
+typedef struct duet_sql {
+    const char *text; /* what to send: native, or the caller's SQL when unchanged */
+    char *native;     /* owned; NULL when the SQL needed no change */
+    duet_sql_style style;
+    duet_sql_slot *slots;
+    size_t nslots;
+} duet_sql;
+
+/* DUET_ERR_MISUSE for SQL that mixes styles; *out is zeroed on failure. */
+duet_status duet__sql_translate(const char *sql, duet_backend backend, duet_sql *out);
+
+/*
+ * Fills vals[0..nslots) from params (may be NULL).  DUET_ERR_MISUSE naming
+ * the parameter when a :name is not bound, or positional counts differ.
+ */
+duet_status duet__sql_bind(const duet_sql *sql, const duet_params *params, const duet_value **vals);
+
+void duet__sql_free(duet_sql *sql);
+
+/* A growable string; oom is set (and further appends ignored) when memory runs out. */
+typedef struct duet_buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} duet_buf;
+
+void duet__buf_add(duet_buf *b, const char *s, size_t n);
+void duet__buf_puts(duet_buf *b, const char *s);
+void duet__buf_printf(duet_buf *b, const char *fmt, ...) DUET_PRINTF(2, 3);
+/* Returns the string (owned by the caller) or NULL after OOM; b is reset. */
+char *duet__buf_take(duet_buf *b);
+
+/* ------------------------------------------------------------------ */
+/* Results (result.c)                                                 */
+/* ------------------------------------------------------------------ */
+
+/* Wraps a PGresult (takes ownership, PQclear at free).  NULL on OOM (res is cleared). */
+duet_result *duet__result_from_pg(void *pgresult);
+/* Replaces the wrapped PGresult of a one-row iteration result (clears the old one). */
+void duet__result_reset_pg(duet_result *r, void *pgresult);
+
+/* A result built value by value (SQLite, fetch_val).  NULL on OOM. */
+duet_result *duet__result_new(size_t ncols);
+duet_status duet__result_set_colname(duet_result *r, size_t col, const char *name);
+/* Starts a new row whose cells are NULL until set. */
+duet_status duet__result_add_row(duet_result *r);
+/* Drops every row (an iteration result reused for the next row). */
+void duet__result_clear_rows(duet_result *r);
+/* Set a cell of the last row; text and blob are copied. */
+void duet__result_set_int(duet_result *r, size_t col, int64_t v);
+void duet__result_set_double(duet_result *r, size_t col, double v);
+duet_status duet__result_set_text(duet_result *r, size_t col, const char *text, size_t len);
+duet_status duet__result_set_blob(duet_result *r, size_t col, const void *data, size_t len);
+/* A one-row one-column copy of src's value at (row, col) (duet_fetch_val). */
+duet_status duet__result_extract(const duet_result *src, size_t row, size_t col, duet_result **out);
 
 /* ------------------------------------------------------------------ */
 /* Backends (backend_pg.c, backend_sqlite.c)                          */
@@ -139,15 +249,25 @@ struct duet_backend_ops {
     void (*interrupt)(void *raw);
 
     /*
-     * Runs sql (in the engine's native placeholder syntax, already translated)
-     * with params.  out (may be NULL) receives all rows; affected and last_id
-     * as in duet_execute.
+     * Runs sql (in the engine's native placeholder syntax, already translated
+     * by duet__sql_translate) with the values bound to its slots in order
+     * (duet__sql_bind).  out (may be NULL) receives all rows; affected and
+     * last_id (may be NULL) as in duet_execute.
      */
-    duet_status (*query)(void *raw, const char *sql, const duet_params *params, duet_result **out,
-                         int64_t *affected, int64_t *last_id);
+    duet_status (*query)(void *raw, const char *sql, const duet_value *const *vals, size_t nvals,
+                         duet_result **out, int64_t *affected, int64_t *last_id);
+
+    /*
+     * Runs sql once per row of values (rows[i] holds nvals values), all or
+     * nothing: in a transaction, or a savepoint when one is already open.
+     * PostgreSQL pipelines the rows.  *affected (may be NULL) gets the total.
+     */
+    duet_status (*query_many)(void *raw, const char *sql, const duet_value *const *const *rows,
+                              size_t nrows, size_t nvals, int64_t *affected);
 
     /* Streaming (see duet_iterate). */
-    duet_status (*iter_open)(void *raw, const char *sql, const duet_params *params, void **cursor);
+    duet_status (*iter_open)(void *raw, const char *sql, const duet_value *const *vals, size_t nvals,
+                             void **cursor);
     duet_status (*iter_next)(void *cursor, const duet_result **row);
     void (*iter_close)(void *cursor);
 };
@@ -170,5 +290,48 @@ void duet__conn_leave(duet_db *db, duet_conn *conn, duet_status status);
 
 /* The database's parsed configuration (borrowed). */
 const duet_config *duet__db_config(const duet_db *db);
+
+/* ---- Between pool.c and txn.c (nothing else needs these) ---------- */
+
+/* Transaction state that travels with a connection (detach/attach moves it). */
+typedef struct duet_txn_info {
+    int depth;      /* duet_begin nesting; 0 = no transaction */
+    bool fr;        /* this is force_rollback's connection */
+    bool fr_server; /* force_rollback runs as the server's duet.test_begin() session */
+    bool fr_stmt;   /* a per-statement savepoint is open (client-side force_rollback) */
+} duet_txn_info;
+
+duet_txn_info *duet__conn_txn(duet_conn *conn);
+
+/*
+ * Like enter/leave, without force_rollback's per-statement savepoint.  With
+ * pin, a thread without a pinned connection gets one pinned; leave unpins it
+ * again once neither a transaction nor duet_acquire holds it.
+ */
+duet_status duet__conn_enter_txn(duet_db *db, bool pin, duet_conn **out);
+void duet__conn_leave_txn(duet_db *db, duet_conn *conn, duet_status status);
+
+/* Starts (outermost begin) or stops the transaction_timeout clock. */
+void duet__conn_txn_clock(duet_conn *conn, bool running);
+
+/* True once transaction_timeout ended conn's transaction; *after_s = the limit. */
+bool duet__conn_expired(duet_conn *conn, double *after_s);
+
+/* A connection straight from / back to the pool (no pinning). */
+duet_status duet__pool_get(duet_db *db, const char *label, duet_conn **out);
+void duet__pool_put(duet_db *db, duet_conn *conn, duet_status status);
+
+/* force_rollback's connection: every call on db runs on it while installed. */
+void duet__fr_install(duet_db *db, duet_conn *conn);
+/* Waits for other threads' calls to end; NULL when off, or (DUET_ERR_MISUSE set) when
+ * the calling thread itself is inside a call on it. */
+duet_conn *duet__fr_remove(duet_db *db);
+bool duet__fr_active(duet_db *db);
+/* While the calling thread (inside an fr call) has a program transaction open. */
+void duet__fr_hold(duet_db *db, bool hold);
+
+/* txn.c: wraps one statement in force_rollback mode so an error loses only it. */
+duet_status duet__fr_stmt_enter(duet_db *db, duet_conn *conn);
+void duet__fr_stmt_leave(duet_db *db, duet_conn *conn, duet_status status);
 
 #endif /* DUET_INTERNAL_H */

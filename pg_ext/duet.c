@@ -36,6 +36,7 @@ _PG_init(void)
 	duet_test_session_init();
 	duet_cleanup_init();
 	duet_upsert_init();
+	duet_explain_init();
 
 	MarkGUCPrefixReserved("duet");
 }

@@ -19,10 +19,26 @@ extern void duet_test_session_init(void);
 /* test_session.c: true while a test session is active in this backend */
 extern bool duet_test_session_active(void);
 
+/*
+ * A backend in a test session holds a session-level advisory lock in share
+ * mode on this key (pg_locks: locktype 'advisory', classid KEY1, objid KEY2,
+ * objsubid KEY3), so that other backends, the cleanup worker among them, can
+ * tell from SQL that its old open transaction is a test session.  The SQL
+ * advisory lock functions only make objsubid 1 or 2, so no session can take
+ * this lock to exempt itself from the cleanup without calling
+ * duet.test_begin().
+ */
+#define DUET_TEST_SESSION_LOCK_KEY1 1685415284	/* 0x64756574, "duet" */
+#define DUET_TEST_SESSION_LOCK_KEY2 1
+#define DUET_TEST_SESSION_LOCK_KEY3 29811	/* 0x7473, "ts" */
+
 /* cleanup_worker.c: transaction age cleanup GUCs and background worker */
 extern void duet_cleanup_init(void);
 
 /* upsert.c: plan cache invalidation for upsert and get_or_create */
 extern void duet_upsert_init(void);
+
+/* explain.c: the duet.advice_min_rows setting of plan_advice */
+extern void duet_explain_init(void);
 
 #endif							/* DUET_EXT_H */

@@ -11,30 +11,51 @@
 **
 ** or from C: sqlite3_load_extension(db, "./duet", 0, &err).
 ** Each feature registers its own functions; see the comment at the top of
-** its file.
+** its file.  duet_version() returns the extension's version; it also owns
+** the connection's DuetConn, which SQLite frees when the connection closes.
+** Loading the extension again on a connection does nothing.
 */
 #include <stddef.h>
 
 #include "duet_ext.h"
 SQLITE_EXTENSION_INIT1
 
+static void version_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    (void)argc;
+    (void)argv;
+    sqlite3_result_text(ctx, "1.0", -1, SQLITE_STATIC);
+}
+
 #ifdef _WIN32
 __declspec(dllexport)
 #endif
-int sqlite3_duet_init(sqlite3 *db, char **pzErrMsg, const sqlite3_api_routines *pApi) {
+    int sqlite3_duet_init(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* pApi) {
     SQLITE_EXTENSION_INIT2(pApi);
-    int (*const registrars[])(sqlite3 *) = {
+    int (*const registrars[])(sqlite3*, DuetConn*) = {
         duet_test_session_register,
         duet_txn_age_register,
         duet_upsert_register,
         duet_plan_register,
     };
-    for (size_t i = 0; i < sizeof(registrars) / sizeof(registrars[0]); i++) {
-        int rc = registrars[i](db);
-        if (rc != SQLITE_OK) {
-            if (pzErrMsg) *pzErrMsg = sqlite3_mprintf("duet: %s", sqlite3_errstr(rc));
-            return rc;
-        }
+    /* Loaded already: keep the connection's state (a test session may be
+    ** active, and the hooks point at it). */
+    sqlite3_stmt* probe = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT duet_version()", -1, &probe, NULL) == SQLITE_OK) {
+        sqlite3_finalize(probe);
+        return SQLITE_OK;
     }
-    return SQLITE_OK;
+    DuetConn* c = duet_conn_new(db);
+    if (c == NULL)
+        return SQLITE_NOMEM;
+    /* Registered first: from here on SQLite owns c and frees it on close
+    ** (or frees the previous one when the extension is loaded again). */
+    int rc = sqlite3_create_function_v2(db, "duet_version", 0, SQLITE_UTF8, c, version_func, NULL,
+                                        NULL, duet_conn_free);
+    for (size_t i = 0; rc == SQLITE_OK && i < sizeof(registrars) / sizeof(registrars[0]); i++)
+        rc = registrars[i](db, c);
+    if (rc == SQLITE_OK)
+        rc = duet_conn_install_trace(c);
+    if (rc != SQLITE_OK && pzErrMsg)
+        *pzErrMsg = sqlite3_mprintf("duet: %s", sqlite3_errstr(rc));
+    return rc;
 }

@@ -1,8 +1,1539 @@
-/* placeholder: upsert (issue 6) */
+/*
+** upsert.c: upsert and get_or_create over JSON rows.
+**
+**     SELECT duet_upsert('users', '{"id":1,"name":"ann","email":"a@x"}');
+**       -> {"row":{"id":1,"name":"ann","email":"a@x"},"inserted":true}
+**     SELECT duet_upsert('users', '{"email":"a@x","name":"bo"}', '["email"]');
+**       -> {"row":{"id":1,"name":"bo","email":"a@x"},"inserted":false}
+**     SELECT duet_upsert('users', :row, NULL, '["name"]');    -- update only name
+**     SELECT duet_upsert('users', :row, NULL, '[]');          -- update nothing
+**     SELECT duet_upsert('users', :row, NULL, NULL, 1);       -- only_if_changed
+**     SELECT duet_upsert_many('users', '[{"id":1,"name":"a"},{"id":2,"name":"b"}]');
+**       -> [{"row":{...},"inserted":false},{"row":{...},"inserted":true}]
+**     SELECT key + 1 AS ordinality, value FROM json_each(duet_upsert_many('users', :rows));
+**     SELECT duet_get_or_create('users', '{"email":"d@x"}', '{"name":"dee"}');
+**       -> {"row":{"id":3,"name":"dee","email":"d@x"},"created":true}
+**
+** The same functions as duet.upsert, duet.upsert_many and duet.get_or_create
+** on PostgreSQL, with JSON text results instead of composite rows.
+** duet_upsert(table, row [, conflict_columns [, update_columns [,
+** only_if_changed]]]) inserts row (a JSON object of column values) or
+** updates the row it conflicts with on conflict_columns (a JSON array; NULL
+** or absent: the primary key).  On conflict the columns of update_columns
+** that the row gives are set (default: every given column outside the
+** conflict target); '[]' updates nothing and returns the existing row;
+** only_if_changed leaves a row whose values would not change unwritten.
+** "inserted" is false for an update or an untouched row.
+** duet_upsert_many() upserts each object of a JSON array in one savepoint,
+** all or nothing, and returns the results in input order.
+** duet_get_or_create(table, lookup [, defaults]) returns the row matching
+** lookup, or inserts lookup plus defaults (they must not overlap).  The
+** lookup must give every column of a unique key (not null): the lookup, an
+** INSERT ... ON CONFLICT (key) DO NOTHING and the lookup again run as
+** separate statements, so that two connections racing on one key end with
+** one row, created once, each insert waiting for the other in the busy
+** handler.
+**
+** JSON true/false are stored as 1/0 (SQLite has no boolean), objects and
+** arrays as JSON text; BLOB values come back as "\x..." hex strings.
+** Identifiers are always quoted, values are bound.  The functions are never
+** deterministic, and DIRECTONLY: a view or trigger cannot write through them.
+**
+How "inserted" is known: an upsert that updates leaves
+** sqlite3_last_insert_rowid() alone, so it is set to a sentinel before the
+** statement (and restored after an update).  The row comes back by rowid or
+** by key rather than through RETURNING, which costs four times the upsert
+** itself in SQLite 3.40.  A WITHOUT ROWID table has no rowid: it takes an
+** INSERT ... DO NOTHING RETURNING *, then an UPDATE ... RETURNING *.
+**
+** Cost: the JSON is read in C (json.c); table descriptions and the generated
+** statements are cached per connection, statements keyed by what they do
+** (table, columns, target), and finalized when the connection closes
+** (through the trace callback of conn.c).  Identifiers are quoted with
+** backquotes so that a statement SQLite re-prepares after a schema change
+** fails rather than read a dropped column as a string; a call that fails
+** with SQLITE_ERROR on cached descriptions empties the cache and is retried
+** once, so that the schema change is picked up.  get_or_create, whose lookup
+** can succeed on a key that no longer exists, also compares the schema
+** version of the table's database with the one its description was read at.
+**
+** Errors, worded as on PostgreSQL ("duet_<function>: " + message, then the
+** hint or detail in parentheses), for example:
+**   duet_upsert: relation "nosuch" does not exist
+**   duet_upsert: column "nme" of relation "users" does not exist (columns are: id, name, email)
+**   duet_upsert: no unique index or constraint on "users" matches the conflict
+**     columns (email) (unique keys are: (id), (name))
+**   duet_upsert: row must be a JSON object, not array
+** Constraint violations keep SQLite's message and extended error code.
+*/
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
 #include "duet_ext.h"
 SQLITE_EXTENSION_INIT3
 
-int duet_upsert_register(sqlite3 *db) {
-    (void)db;
+#define MAX_TABLES 16
+#define MAX_STMTS 64
+#define GOC_ATTEMPTS 3     /* get_or_create retries when the conflicting row vanishes */
+#define NO_ROWID INT64_MIN /* last_insert_rowid sentinel: an update leaves it */
+#define JSON_SUBTYPE 74    /* 'J', what SQLite's JSON functions mark JSON with */
+
+/* A unique key usable as an ON CONFLICT target. */
+typedef struct Key {
+    int n;
+    int* col;   /* column indexes, ascending */
+    char* name; /* index name; NULL for an INTEGER PRIMARY KEY */
+    int primary;
+} Key;
+
+/* What duet needs to know about one table. */
+typedef struct Table {
+    char* name;
+    int nCol;
+    char** col;         /* declared names, in table order */
+    unsigned char* gen; /* generated columns cannot be given a value */
+    int rowid;          /* 0 for WITHOUT ROWID */
+    int nKey;           /* the primary key first, then unique indexes */
+    Key* key;
+    int id;                /* names the table in statement signatures */
+    const char* rowidName; /* "rowid", or another alias a column leaves free */
+    char* cookieSql;       /* PRAGMA "schema".schema_version of its database */
+    sqlite3_int64 cookie;  /* its value when the description was read */
+} Table;
+
+typedef struct Cached {
+    char* sig; /* what the statement does: kind, table id, columns */
+    sqlite3_stmt* stmt;
+} Cached;
+
+/* The per-connection cache. */
+typedef struct Upsert {
+    DuetConn* conn;
+    Table* tab[MAX_TABLES];
+    int nTab;
+    Cached st[MAX_STMTS];
+    int nSt;
+    int last; /* the statement used last, tried first */
+    int nextId;
+    unsigned victim;
+} Upsert;
+
+/* A JSON object read against a table: columns (ascending) and values,
+** which point into the argument's text or into own[]. */
+#define ROW_INLINE 16 /* columns held without allocating */
+typedef struct Row {
+    int n, cap;
+    int* col;
+    DuetJsonValue* val;
+    char** own; /* unescaped or minified copies, or NULL */
+    int colBuf[ROW_INLINE];
+    DuetJsonValue valBuf[ROW_INLINE];
+    char* ownBuf[ROW_INLINE];
+} Row;
+
+/* One call of a SQL function: where its error goes. */
+typedef struct Call {
+    Upsert* u;
+    sqlite3* db;
+    const char* fn; /* "duet_upsert" */
+    char* err;
+    int rc;
+    int cached; /* the table description came from the cache */
+} Call;
+
+/* ---------------------------------------------------------------- errors */
+
+static int fail(Call* k, int rc, const char* fmt, ...) {
+    if (k->err == NULL) {
+        va_list ap;
+        va_start(ap, fmt);
+        k->err = sqlite3_vmprintf(fmt, ap);
+        va_end(ap);
+        k->rc = rc;
+    }
+    return rc;
+}
+
+/* The connection's last error. */
+static int fail_db(Call* k, int rc) {
+    (void)rc;
+    return fail(k, sqlite3_extended_errcode(k->db), "%s", sqlite3_errmsg(k->db));
+}
+
+/* An int array for a set of columns of t; freed with sqlite3_free. */
+static int* column_set(Call* k, const Table* t) {
+    int* set = sqlite3_malloc64(sizeof(int) * (t->nCol + 1));
+    if (set == NULL)
+        fail(k, SQLITE_NOMEM, "out of memory");
+    return set;
+}
+
+static void call_result_error(sqlite3_context* ctx, Call* k) {
+    char* msg = sqlite3_mprintf("%s: %s", k->fn, k->err ? k->err : "out of memory");
+    sqlite3_result_error(ctx, msg ? msg : "out of memory", -1);
+    sqlite3_result_error_code(ctx, k->rc ? k->rc : SQLITE_ERROR);
+    sqlite3_free(msg);
+}
+
+/* ----------------------------------------------------------------- cache */
+
+static void table_free(Table* t) {
+    if (t == NULL)
+        return;
+    for (int i = 0; i < t->nCol; i++)
+        sqlite3_free(t->col[i]);
+    for (int i = 0; i < t->nKey; i++)
+        sqlite3_free(t->key[i].col), sqlite3_free(t->key[i].name);
+    sqlite3_free(t->col), sqlite3_free(t->gen), sqlite3_free(t->key);
+    sqlite3_free(t->cookieSql), sqlite3_free(t->name), sqlite3_free(t);
+}
+
+static void cache_clear(Upsert* u) {
+    for (int i = 0; i < u->nTab; i++)
+        table_free(u->tab[i]);
+    for (int i = 0; i < u->nSt; i++)
+        sqlite3_finalize(u->st[i].stmt), sqlite3_free(u->st[i].sig);
+    u->nTab = u->nSt = u->last = 0;
+}
+
+/* Called by conn.c as the connection closes: unfinalized statements would
+** make sqlite3_close() fail. */
+void duet_upsert_on_close(DuetConn* c) {
+    if (c->upsert)
+        cache_clear(c->upsert);
+}
+
+static void upsert_free(void* p) {
+    Upsert* u = p;
+    cache_clear(u);
+    sqlite3_free(u);
+}
+
+/* The cached statement with signature sig, or NULL.  The last one used is
+** tried first: a loop of upserts into one table hits it every time. */
+static sqlite3_stmt* stmt_find(Upsert* u, const char* sig) {
+    if (u->last < u->nSt && strcmp(u->st[u->last].sig, sig) == 0)
+        return u->st[u->last].stmt;
+    for (int i = 0; i < u->nSt; i++) {
+        if (strcmp(u->st[i].sig, sig) == 0) {
+            u->last = i;
+            return u->st[i].stmt;
+        }
+    }
+    return NULL;
+}
+
+/* Prepares sql and caches it under sig: reset it after use, never finalize. */
+static int stmt_add(Call* k, const char* sig, const char* sql, sqlite3_stmt** pStmt) {
+    Upsert* u = k->u;
+    sqlite3_stmt* stmt;
+    int rc = sqlite3_prepare_v3(k->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
+    if (rc != SQLITE_OK)
+        return fail_db(k, rc);
+    char* copy = sqlite3_mprintf("%s", sig);
+    if (copy == NULL) {
+        sqlite3_finalize(stmt);
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    }
+    int slot = u->nSt;
+    if (slot == MAX_STMTS) {
+        /* Full: replace one in turn, never the one just used (the caller
+        ** may still hold it between two statements). */
+        slot = (int)(u->victim++ % MAX_STMTS);
+        if (slot == u->last)
+            slot = (slot + 1) % MAX_STMTS;
+        sqlite3_finalize(u->st[slot].stmt);
+        sqlite3_free(u->st[slot].sig);
+    } else {
+        u->nSt++;
+    }
+    u->st[slot].sig = copy;
+    u->st[slot].stmt = stmt;
+    u->last = slot;
+    *pStmt = stmt;
     return SQLITE_OK;
+}
+
+/* A cached statement whose signature is its own text. */
+static int stmt_get(Call* k, const char* sql, sqlite3_stmt** pStmt) {
+    *pStmt = stmt_find(k->u, sql);
+    return *pStmt ? SQLITE_OK : stmt_add(k, sql, sql, pStmt);
+}
+
+/* ------------------------------------------------------ table descriptions */
+
+/* The column called name (n bytes, or NUL-terminated when n < 0), or -1. */
+static int column_index(const Table* t, const char* name, int n) {
+    if (n < 0)
+        n = (int)strlen(name);
+    for (int i = 0; i < t->nCol; i++)
+        if (sqlite3_strnicmp(t->col[i], name, n) == 0 && t->col[i][n] == '\0')
+            return i;
+    return -1;
+}
+
+/* The schema version of the table's database: any DDL there changes it. */
+static int schema_cookie(Call* k, const Table* t, sqlite3_int64* cookie) {
+    sqlite3_stmt* s;
+    int rc = stmt_get(k, t->cookieSql, &s);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = sqlite3_step(s);
+    *cookie = sqlite3_column_int64(s, 0);
+    sqlite3_reset(s);
+    return rc == SQLITE_ROW ? SQLITE_OK : fail_db(k, rc);
+}
+
+/* Whether a cached description is still current.  upsert does not need to
+** ask: its statements fail to re-prepare when what they rely on is gone.
+** get_or_create does, as its lookup can succeed on a key that was dropped. */
+static int table_current(Call* k, const Table* t, int* current) {
+    sqlite3_int64 cookie;
+    int rc = schema_cookie(k, t, &cookie);
+    *current = rc == SQLITE_OK && cookie == t->cookie;
+    return rc;
+}
+
+/* Reads the columns (pragma_table_xinfo) and storage of a table. */
+static int load_columns(Call* k, Table* t) {
+    sqlite3_stmt* s;
+    int rc = stmt_get(k, "SELECT name, hidden FROM pragma_table_xinfo(?1) WHERE hidden <> 1", &s);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
+    int cap = 0;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        if (t->nCol == cap) {
+            cap = cap ? cap * 2 : 8;
+            char** col = sqlite3_realloc64(t->col, sizeof(char*) * cap);
+            if (col)
+                t->col = col;
+            unsigned char* gen = col ? sqlite3_realloc64(t->gen, cap) : NULL;
+            if (gen)
+                t->gen = gen;
+            if (!col || !gen)
+                break;
+        }
+        t->gen[t->nCol] = sqlite3_column_int(s, 1) >= 2;
+        t->col[t->nCol] = sqlite3_mprintf("%s", sqlite3_column_text(s, 0));
+        if (t->col[t->nCol++] == NULL)
+            break;
+    }
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE)
+        return rc == SQLITE_ROW ? fail(k, SQLITE_NOMEM, "out of memory") : fail_db(k, rc);
+    if (t->nCol == 0)
+        return fail(k, SQLITE_ERROR, "relation \"%s\" does not exist", t->name);
+    /* The first match is the one an unqualified name resolves to. */
+    rc = stmt_get(k, "SELECT wr, type = 'table', schema FROM pragma_table_list(?1)", &s);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
+    int isTable = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        t->rowid = sqlite3_column_int(s, 0) == 0;
+        isTable = sqlite3_column_int(s, 1);
+        t->cookieSql = sqlite3_mprintf("PRAGMA \"%w\".schema_version", sqlite3_column_text(s, 2));
+    }
+    sqlite3_reset(s);
+    if (!isTable)
+        return fail(k, SQLITE_ERROR, "\"%s\" is not a table (only tables can be upserted into)",
+                    t->name);
+    if (t->cookieSql == NULL)
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    if ((rc = schema_cookie(k, t, &t->cookie)) != SQLITE_OK)
+        return rc;
+    /* The name the rowid goes by: a column may hide any one of them. */
+    static const char* const names[] = {"rowid", "_rowid_", "oid"};
+    t->rowidName = NULL;
+    for (int i = 0; i < 3 && t->rowid && t->rowidName == NULL; i++)
+        if (column_index(t, names[i], -1) < 0)
+            t->rowidName = names[i];
+    if (t->rowidName == NULL)
+        t->rowid = 0;
+    return SQLITE_OK;
+}
+
+static int add_key(Call* k, Table* t, int n, const int* cols, const char* name, int primary) {
+    Key* key = sqlite3_realloc64(t->key, sizeof(Key) * (t->nKey + 1));
+    if (key == NULL)
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    t->key = key;
+    key = &t->key[t->nKey];
+    key->col = sqlite3_malloc64(sizeof(int) * (n ? n : 1));
+    key->name = name ? sqlite3_mprintf("%s", name) : NULL;
+    if (key->col == NULL)
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        int j = i;
+        for (; j > 0 && key->col[j - 1] > cols[i]; j--)
+            key->col[j] = key->col[j - 1];
+        key->col[j] = cols[i];
+    }
+    key->n = n;
+    key->primary = primary;
+    t->nKey++;
+    return SQLITE_OK;
+}
+
+static int load_indexes(Call* k, Table* t, int* cols);
+
+/* The primary key, then each unique, non-partial index on plain columns, in
+** creation order: what ON CONFLICT accepts as a target. */
+static int load_keys(Call* k, Table* t) {
+    sqlite3_stmt* s;
+    int n = 0, rc, *cols = column_set(k, t);
+    if (cols == NULL)
+        return SQLITE_NOMEM;
+    rc = stmt_get(k, "SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk", &s);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
+        while (sqlite3_step(s) == SQLITE_ROW && n < t->nCol)
+            cols[n++] = column_index(t, (const char*)sqlite3_column_text(s, 0), -1);
+        sqlite3_reset(s);
+        if (n > 0)
+            rc = add_key(k, t, n, cols, NULL, 1);
+    }
+    if (rc == SQLITE_OK)
+        rc = load_indexes(k, t, cols);
+    sqlite3_free(cols);
+    return rc;
+}
+
+/* Adds the unique indexes, cols being scratch space. */
+static int load_indexes(Call* k, Table* t, int* cols) {
+    sqlite3_stmt* s;
+    int n = 0, rc;
+    rc = stmt_get(k,
+                  "SELECT il.name, il.origin = 'pk', ii.name FROM pragma_index_list(?1) il, "
+                  "pragma_index_info(il.name) ii WHERE il.\"unique\" AND NOT il.partial "
+                  "ORDER BY il.seq DESC, ii.seqno",
+                  &s);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
+    char* index = NULL;
+    int pk = 0, usable = 1;
+    for (;;) {
+        int more = sqlite3_step(s) == SQLITE_ROW;
+        const char* name = more ? (const char*)sqlite3_column_text(s, 0) : NULL;
+        if (index && (!more || strcmp(name, index) != 0)) {
+            /* The primary key's own index is already the first key. */
+            if (usable && !pk)
+                rc = add_key(k, t, n, cols, index, 0);
+            sqlite3_free(index);
+            index = NULL;
+            if (rc != SQLITE_OK)
+                break;
+        }
+        if (!more)
+            break;
+        if (index == NULL) {
+            index = sqlite3_mprintf("%s", name);
+            pk = sqlite3_column_int(s, 1);
+            usable = index != NULL;
+            n = 0;
+        }
+        const char* colname = (const char*)sqlite3_column_text(s, 2);
+        int ci = colname ? column_index(t, colname, -1) : -1;
+        if (ci < 0 || n == t->nCol)
+            usable = 0; /* an expression */
+        else
+            cols[n++] = ci;
+    }
+    sqlite3_free(index);
+    sqlite3_reset(s);
+    return rc;
+}
+
+/* The description of a table, from the cache or read now.  A schema change
+** makes a cached statement fail to re-prepare (names are quoted with
+** backquotes, which never fall back to string literals as double quotes
+** do), and the call is then retried with an empty cache. */
+static int table_get(Call* k, const char* name, Table** pt) {
+    Upsert* u = k->u;
+    for (int i = 0; i < u->nTab; i++) {
+        if (strcmp(u->tab[i]->name, name) == 0) {
+            k->cached = 1;
+            *pt = u->tab[i];
+            return SQLITE_OK;
+        }
+    }
+    Table* t = sqlite3_malloc(sizeof(*t));
+    if (t)
+        memset(t, 0, sizeof(*t));
+    if (t == NULL || (t->name = sqlite3_mprintf("%s", name)) == NULL) {
+        sqlite3_free(t);
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    }
+    t->id = ++u->nextId;
+    int rc = load_columns(k, t);
+    if (rc == SQLITE_OK)
+        rc = load_keys(k, t);
+    if (rc != SQLITE_OK) {
+        table_free(t);
+        return rc;
+    }
+    if (u->nTab == MAX_TABLES) {
+        /* Full: start again; statements refer to tables by id. */
+        cache_clear(u);
+    }
+    u->tab[u->nTab++] = t;
+    *pt = t;
+    return SQLITE_OK;
+}
+
+/* "id, name, email": the table's columns, for hints. */
+static char* column_list(const Table* t) {
+    sqlite3_str* sb = sqlite3_str_new(NULL);
+    for (int i = 0; i < t->nCol; i++)
+        sqlite3_str_appendf(sb, "%s%s", i ? ", " : "", t->col[i]);
+    return sqlite3_str_finish(sb);
+}
+
+/* "a, b" for a set of columns. */
+static char* set_list(const Table* t, int n, const int* cols) {
+    sqlite3_str* sb = sqlite3_str_new(NULL);
+    for (int i = 0; i < n; i++)
+        sqlite3_str_appendf(sb, "%s%s", i ? ", " : "", t->col[cols[i]]);
+    return sqlite3_str_finish(sb);
+}
+
+/* "(id), (email)": the table's unique keys. */
+static char* key_list(const Table* t) {
+    sqlite3_str* sb = sqlite3_str_new(NULL);
+    for (int i = 0; i < t->nKey; i++) {
+        char* cols = set_list(t, t->key[i].n, t->key[i].col);
+        sqlite3_str_appendf(sb, "%s(%s)", i ? ", " : "", cols);
+        sqlite3_free(cols);
+    }
+    return sqlite3_str_finish(sb);
+}
+
+/* The column called name, or an error that lists the columns. */
+static int find_column(Call* k, const Table* t, const char* name, int* pcol) {
+    *pcol = column_index(t, name, -1);
+    if (*pcol >= 0)
+        return SQLITE_OK;
+    char* cols = column_list(t);
+    fail(k, SQLITE_ERROR, "column \"%s\" of relation \"%s\" does not exist (columns are: %s)", name,
+         t->name, cols);
+    sqlite3_free(cols);
+    return SQLITE_ERROR;
+}
+
+/* ------------------------------------------------------------ JSON input */
+
+/* Doubles a row's room, moving it to the heap. */
+static int row_grow(Call* k, Row* row) {
+    int cap = 2 * row->cap;
+    int* cols = sqlite3_malloc64(sizeof(int) * cap);
+    DuetJsonValue* vals = sqlite3_malloc64(sizeof(DuetJsonValue) * cap);
+    char** own = sqlite3_malloc64(sizeof(char*) * cap);
+    if (!cols || !vals || !own) {
+        sqlite3_free(cols), sqlite3_free(vals), sqlite3_free(own);
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    }
+    memcpy(cols, row->col, sizeof(int) * row->n);
+    memcpy(vals, row->val, sizeof(DuetJsonValue) * row->n);
+    memcpy(own, row->own, sizeof(char*) * row->n);
+    if (row->col != row->colBuf)
+        sqlite3_free(row->col), sqlite3_free(row->val), sqlite3_free(row->own);
+    row->col = cols, row->val = vals, row->own = own;
+    row->cap = cap;
+    return SQLITE_OK;
+}
+
+/* Adds (col, value) to row, keeping columns ascending; a repeated key wins.
+** Strings with escapes and nested values get a copy of their text. */
+static int row_put(Call* k, Row* row, int col, const DuetJsonValue* v) {
+    int i = 0;
+    while (i < row->n && row->col[i] < col)
+        i++;
+    if (row->cap == 0) {
+        row->col = row->colBuf, row->val = row->valBuf, row->own = row->ownBuf;
+        row->cap = ROW_INLINE;
+    }
+    if (row->n == row->cap && row_grow(k, row) != SQLITE_OK)
+        return SQLITE_NOMEM;
+    char* copy = NULL;
+    if ((v->kind == DUET_JSON_STRING && v->escaped) || v->kind == DUET_JSON_ARRAY ||
+        v->kind == DUET_JSON_OBJECT) {
+        if ((copy = duet_json_text(v)) == NULL)
+            return fail(k, SQLITE_NOMEM, "out of memory");
+    }
+    if (i < row->n && row->col[i] == col) {
+        sqlite3_free(row->own[i]);
+    } else {
+        memmove(&row->col[i + 1], &row->col[i], sizeof(int) * (row->n - i));
+        memmove(&row->val[i + 1], &row->val[i], sizeof(DuetJsonValue) * (row->n - i));
+        memmove(&row->own[i + 1], &row->own[i], sizeof(char*) * (row->n - i));
+        row->n++;
+    }
+    row->col[i] = col;
+    row->val[i] = *v;
+    row->own[i] = copy;
+    return SQLITE_OK;
+}
+
+static void row_clear(Row* row) {
+    for (int i = 0; i < row->n; i++)
+        sqlite3_free(row->own[i]);
+    if (row->col != row->colBuf)
+        sqlite3_free(row->col), sqlite3_free(row->val), sqlite3_free(row->own);
+    row->n = row->cap = 0;
+    row->col = NULL, row->val = NULL, row->own = NULL;
+}
+
+/* The column a JSON key names, or an error that lists the columns. */
+static int key_column(Call* k, const Table* t, const DuetJsonValue* key, int* pcol) {
+    if (!key->escaped) {
+        *pcol = column_index(t, key->z, key->n);
+        if (*pcol >= 0)
+            return SQLITE_OK;
+    }
+    char* name = key->escaped ? duet_json_text(key) : sqlite3_mprintf("%.*s", key->n, key->z);
+    if (name == NULL)
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    int rc = find_column(k, t, name, pcol);
+    sqlite3_free(name);
+    return rc;
+}
+
+/* Reads the members of an object value v as column values of t. */
+static int json_valid(const char* z) {
+    int kind;
+    return duet_json_kind(z, &kind);
+}
+
+static int read_object(Call* k,
+                       const Table* t,
+                       const DuetJsonValue* v,
+                       const char* what,
+                       Row* row) {
+    if (v->kind != DUET_JSON_OBJECT && v->n < 0 && !json_valid(v->z))
+        return fail(k, SQLITE_ERROR, "%s is not valid JSON", what);
+    if (v->kind != DUET_JSON_OBJECT)
+        return fail(k, SQLITE_MISMATCH, "%s must be a JSON object, not %s", what,
+                    duet_json_kind_name(v->kind));
+    DuetJsonIter it = {v->z + 1, 1, 1, 1};
+    DuetJsonValue key, val;
+    int rc = SQLITE_OK, more;
+    /* One pass reads and validates; an error about a column waits until the
+    ** whole text is known to be JSON, since malformed JSON comes first. */
+    while ((more = duet_json_next(&it, &key, &val)) == 1) {
+        int col;
+        if (rc != SQLITE_OK)
+            continue;
+        rc = key_column(k, t, &key, &col);
+        if (rc == SQLITE_OK && t->gen[col])
+            rc = fail(k, SQLITE_ERROR,
+                      "column \"%s\" is a generated column (generated columns cannot be given a "
+                      "value)",
+                      t->col[col]);
+        if (rc == SQLITE_OK)
+            rc = row_put(k, row, col, &val);
+    }
+    if (more < 0 || (v->n < 0 && !duet_json_at_end(&it))) {
+        sqlite3_free(k->err);
+        k->err = NULL;
+        return fail(k, SQLITE_ERROR, "%s is not valid JSON", what);
+    }
+    return rc;
+}
+
+/* Parses an argument as one JSON document.  An object or array is only
+** located here (n = -1: its text runs to the end of the argument) and is
+** validated as it is read, in one pass. */
+static int parse_arg(Call* k, sqlite3_value* arg, const char* what, DuetJsonValue* v) {
+    const char* z = (const char*)sqlite3_value_text(arg);
+    memset(v, 0, sizeof(*v));
+    while (z && (*z == ' ' || *z == '\t' || *z == '\n' || *z == '\r'))
+        z++;
+    if (z && (*z == '{' || *z == '[')) {
+        v->kind = *z == '{' ? DUET_JSON_OBJECT : DUET_JSON_ARRAY;
+        v->z = z;
+        v->n = -1;
+        return SQLITE_OK;
+    }
+    int kind;
+    if (z == NULL || !duet_json_kind(z, &kind))
+        return fail(k, SQLITE_ERROR, "%s is not valid JSON", what);
+    v->kind = kind;
+    return SQLITE_OK;
+}
+
+/* Reads a JSON object argument of column values against table t. */
+static int read_row(Call* k, const Table* t, sqlite3_value* arg, const char* what, Row* row) {
+    DuetJsonValue v;
+    int rc = parse_arg(k, arg, what, &v);
+    return rc == SQLITE_OK ? read_object(k, t, &v, what, row) : rc;
+}
+
+/* Reads a JSON array of column names into a sorted set; *pn = -1 for NULL. */
+static int read_names(Call* k,
+                      const Table* t,
+                      sqlite3_value* arg,
+                      const char* what,
+                      int* pn,
+                      int* cols) {
+    *pn = -1;
+    if (arg == NULL || sqlite3_value_type(arg) == SQLITE_NULL)
+        return SQLITE_OK;
+    DuetJsonValue v, item;
+    int rc = parse_arg(k, arg, what, &v);
+    if (rc != SQLITE_OK)
+        return rc;
+    if (v.n < 0 && !json_valid(v.z))
+        return fail(k, SQLITE_ERROR, "%s is not valid JSON", what);
+    if (v.kind != DUET_JSON_ARRAY)
+        return fail(k, SQLITE_MISMATCH, "%s must be a JSON array, not %s", what,
+                    duet_json_kind_name(v.kind));
+    DuetJsonIter it = {v.z + 1, 0, 1, 1};
+    *pn = 0;
+    while (rc == SQLITE_OK && duet_json_next(&it, NULL, &item) == 1) {
+        int col, i;
+        if (item.kind != DUET_JSON_STRING)
+            return fail(k, SQLITE_MISMATCH, "%s must be a JSON array of column names", what);
+        if ((rc = key_column(k, t, &item, &col)) != SQLITE_OK)
+            break;
+        i = 0;
+        while (i < *pn && cols[i] < col)
+            i++;
+        if (i < *pn && cols[i] == col)
+            continue;
+        memmove(&cols[i + 1], &cols[i], sizeof(int) * (*pn - i));
+        cols[i] = col;
+        ++*pn;
+    }
+    return rc;
+}
+
+static int set_contains(int n, const int* cols, int col) {
+    for (int i = 0; i < n; i++)
+        if (cols[i] == col)
+            return 1;
+    return 0;
+}
+
+static int no_key_error(Call* k, const Table* t, int n, const int* cols, const char* what) {
+    char* set = set_list(t, n, cols);
+    char* keys = key_list(t);
+    if (t->nKey == 0)
+        fail(k, SQLITE_ERROR,
+             "no unique index or constraint on \"%s\" matches the %s columns (%s) "
+             "(relation \"%s\" has no unique index or constraint)",
+             t->name, what, set, t->name);
+    else
+        fail(k, SQLITE_ERROR,
+             "no unique index or constraint on \"%s\" matches the %s columns (%s) "
+             "(unique keys are: %s)",
+             t->name, what, set, keys);
+    sqlite3_free(set);
+    sqlite3_free(keys);
+    return SQLITE_ERROR;
+}
+
+/* The conflict target: the key with exactly these columns, or the primary key. */
+static int conflict_key(Call* k, const Table* t, int n, const int* cols, const Key** pkey) {
+    if (n < 0) {
+        if (t->nKey > 0 && t->key[0].primary) {
+            *pkey = &t->key[0];
+            return SQLITE_OK;
+        }
+        char* keys = key_list(t);
+        if (t->nKey > 0)
+            fail(k, SQLITE_ERROR,
+                 "relation \"%s\" has no primary key (give conflict_columns; unique keys are: %s)",
+                 t->name, keys);
+        else
+            fail(k, SQLITE_ERROR,
+                 "relation \"%s\" has no primary key (give conflict_columns naming the columns "
+                 "of a unique key)",
+                 t->name);
+        sqlite3_free(keys);
+        return SQLITE_ERROR;
+    }
+    for (int i = 0; i < t->nKey; i++) {
+        if (t->key[i].n == n && memcmp(t->key[i].col, cols, sizeof(int) * n) == 0) {
+            *pkey = &t->key[i];
+            return SQLITE_OK;
+        }
+    }
+    return no_key_error(k, t, n, cols, "conflict");
+}
+
+/* ------------------------------------------------------------ statements */
+
+/* What one statement does; its signature is the key of the cache. */
+typedef struct Spec {
+    const Table* t;
+    const Key* key;
+    int nUpd;
+    int* upd; /* column_set() */
+    int onlyIfChanged;
+    int doNothing;     /* ON CONFLICT DO NOTHING */
+    int returning;     /* RETURNING * */
+    const Row* lookup; /* get_or_create's WHERE columns */
+} Spec;
+
+/* Appends an identifier in backquotes: unlike double quotes, a name that no
+** longer exists is an error, never a string literal. */
+static void append_id(sqlite3_str* sb, const char* name) {
+    sqlite3_str_appendchar(sb, 1, '`');
+    for (const char* p = name; *p; p++) {
+        const char* q = strchr(p, '`');
+        if (q == NULL) {
+            sqlite3_str_appendall(sb, p);
+            break;
+        }
+        sqlite3_str_append(sb, p, (int)(q - p));
+        sqlite3_str_append(sb, "``", 2);
+        p = q;
+    }
+    sqlite3_str_appendchar(sb, 1, '`');
+}
+
+/* A statement signature, built in a buffer: "n,n,...|" groups. */
+typedef struct Sig {
+    char buf[256];
+    sqlite3_str* big; /* when buf is too small */
+    int len;
+} Sig;
+
+static void sig_ints(Sig* g, int n, const int* v) {
+    for (int i = 0; i <= n; i++) {
+        char tmp[14];
+        int m = 0;
+        if (i == n) {
+            tmp[m++] = '|';
+        } else {
+            int x = v[i] < 0 ? 0 : v[i];
+            char rev[12];
+            int len = 0;
+            do
+                rev[len++] = (char)('0' + x % 10), x /= 10;
+            while (x);
+            while (len)
+                tmp[m++] = rev[--len];
+            tmp[m++] = ',';
+        }
+        if (g->big == NULL && g->len + m < (int)sizeof(g->buf)) {
+            memcpy(g->buf + g->len, tmp, m);
+            g->len += m;
+            g->buf[g->len] = '\0';
+        } else {
+            if (g->big == NULL) {
+                g->big = sqlite3_str_new(NULL);
+                sqlite3_str_append(g->big, g->buf, g->len);
+            }
+            sqlite3_str_append(g->big, tmp, m);
+        }
+    }
+}
+
+/* The signature of (kind, p, row); NULL when out of memory.  Free with
+** sig_free(). */
+static const char* spec_sig(Sig* g, char kind, const Spec* p, const Row* row) {
+    int head[6] = {
+        kind,         p->t->id,    p->key ? (int)(p->key - p->t->key) + 1 : 0, p->onlyIfChanged,
+        p->doNothing, p->returning};
+    g->len = 0;
+    g->big = NULL;
+    g->buf[0] = '\0';
+    sig_ints(g, 6, head);
+    sig_ints(g, row->n, row->col);
+    sig_ints(g, p->nUpd, p->upd);
+    if (p->lookup)
+        sig_ints(g, p->lookup->n, p->lookup->col);
+    if (g->big == NULL)
+        return g->buf;
+    return sqlite3_str_errcode(g->big) ? NULL : sqlite3_str_value(g->big);
+}
+
+static void sig_free(Sig* g) {
+    if (g->big)
+        sqlite3_free(sqlite3_str_finish(g->big));
+}
+
+/* The parameter number of column col in row, 0 if the row does not give it. */
+static int param_of(const Row* row, int col) {
+    for (int i = 0; i < row->n; i++)
+        if (row->col[i] == col)
+            return i + 1;
+    return 0;
+}
+
+/* Appends " WHERE a IS ?1 AND b IS ?2" over the key's columns. */
+static void append_key_where(sqlite3_str* sb, const Table* t, const Key* key, const Row* row) {
+    for (int i = 0; i < key->n; i++) {
+        sqlite3_str_appendall(sb, i ? " AND " : " WHERE ");
+        append_id(sb, t->col[key->col[i]]);
+        sqlite3_str_appendf(sb, " IS ?%d", param_of(row, key->col[i]));
+    }
+}
+
+/* Binds the row's values as ?1..?n, as far as the statement has parameters. */
+static void bind_row(sqlite3_stmt* s, const Row* row) {
+    int n = sqlite3_bind_parameter_count(s);
+    for (int i = 0; i < row->n && i < n; i++) {
+        const DuetJsonValue* v = &row->val[i];
+        if (row->own[i])
+            sqlite3_bind_text(s, i + 1, row->own[i], -1, SQLITE_STATIC);
+        else if (v->kind == DUET_JSON_STRING)
+            sqlite3_bind_text(s, i + 1, v->z, v->n, SQLITE_STATIC);
+        else if (v->kind == DUET_JSON_INT)
+            sqlite3_bind_int64(s, i + 1, v->i);
+        else if (v->kind == DUET_JSON_REAL)
+            sqlite3_bind_double(s, i + 1, v->r);
+        else if (v->kind == DUET_JSON_TRUE || v->kind == DUET_JSON_FALSE)
+            sqlite3_bind_int(s, i + 1, v->kind == DUET_JSON_TRUE);
+        else
+            sqlite3_bind_null(s, i + 1);
+    }
+}
+
+/* Appends the current row of s to out as a JSON object. */
+static void row_json(sqlite3_str* out, sqlite3_stmt* s) {
+    int n = sqlite3_column_count(s);
+    sqlite3_str_appendchar(out, 1, '{');
+    for (int i = 0; i < n; i++) {
+        const char* name = sqlite3_column_name(s, i);
+        if (i)
+            sqlite3_str_appendchar(out, 1, ',');
+        duet_json_append_string(out, name, (int)strlen(name));
+        sqlite3_str_appendchar(out, 1, ':');
+        duet_json_append_column(out, s, i);
+    }
+    sqlite3_str_appendchar(out, 1, '}');
+}
+
+typedef sqlite3_str* (*Builder)(Call* k, const Spec* p, const Row* row);
+
+/* Runs the statement that build() writes for (p, row), cached by signature,
+** to completion.  Returns SQLITE_ROW when it gave rows, the first one being
+** appended to out (NULL when no row is wanted), or SQLITE_DONE. */
+static int run(Call* k, char kind, Builder build, const Spec* p, const Row* row, sqlite3_str* out) {
+    Sig g;
+    const char* sig = spec_sig(&g, kind, p, row);
+    sqlite3_stmt* s = sig ? stmt_find(k->u, sig) : NULL;
+    int rc = sig ? SQLITE_OK : fail(k, SQLITE_NOMEM, "out of memory");
+    if (s == NULL && rc == SQLITE_OK) {
+        char* sql = sqlite3_str_finish(build(k, p, row));
+        rc = sql ? stmt_add(k, sig, sql, &s) : fail(k, SQLITE_NOMEM, "out of memory");
+        sqlite3_free(sql);
+    }
+    sig_free(&g);
+    if (rc != SQLITE_OK)
+        return rc;
+    bind_row(s, row);
+    k->u->conn->internal++;
+    int got = 0;
+    /* Run to completion, so that the statement's write is finished. */
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+        if (got++ == 0 && out)
+            row_json(out, s);
+    if (rc != SQLITE_DONE)
+        fail_db(k, rc);
+    else if (out && sqlite3_str_errcode(out))
+        rc = fail(k, SQLITE_NOMEM, "out of memory");
+    else if (got)
+        rc = SQLITE_ROW;
+    sqlite3_reset(s);
+    k->u->conn->internal--;
+    return rc;
+}
+
+/* Runs a fixed statement (a savepoint) through the cache. */
+static int exec_cached(Call* k, const char* sql) {
+    sqlite3_stmt* s;
+    int rc = stmt_get(k, sql, &s);
+    if (rc != SQLITE_OK)
+        return rc;
+    k->u->conn->internal++;
+    rc = sqlite3_step(s);
+    k->u->conn->internal--;
+    sqlite3_reset(s);
+    return rc == SQLITE_DONE ? SQLITE_OK : fail_db(k, rc);
+}
+
+/* INSERT INTO t (cols) VALUES (?1, ...) ON CONFLICT (key) DO ... */
+static sqlite3_str* insert_sql(Call* k, const Spec* p, const Row* row) {
+    const Table* t = p->t;
+    sqlite3_str* sb = sqlite3_str_new(k->db);
+    sqlite3_str_appendall(sb, "INSERT INTO ");
+    append_id(sb, t->name);
+    for (int i = 0; i < row->n; i++) {
+        sqlite3_str_appendall(sb, i ? ", " : " (");
+        append_id(sb, t->col[row->col[i]]);
+    }
+    sqlite3_str_appendall(sb, ") VALUES (");
+    for (int i = 0; i < row->n; i++)
+        sqlite3_str_appendf(sb, "%s?%d", i ? ", " : "", i + 1);
+    sqlite3_str_appendall(sb, ") ON CONFLICT (");
+    for (int i = 0; i < p->key->n; i++) {
+        if (i)
+            sqlite3_str_appendall(sb, ", ");
+        append_id(sb, t->col[p->key->col[i]]);
+    }
+    if (p->doNothing || p->nUpd == 0) {
+        sqlite3_str_appendall(sb, ") DO NOTHING");
+    } else {
+        sqlite3_str_appendall(sb, ") DO UPDATE SET ");
+        for (int i = 0; i < p->nUpd; i++) {
+            if (i)
+                sqlite3_str_appendall(sb, ", ");
+            append_id(sb, t->col[p->upd[i]]);
+            sqlite3_str_appendall(sb, " = excluded.");
+            append_id(sb, t->col[p->upd[i]]);
+        }
+        for (int i = 0; p->onlyIfChanged && i < p->nUpd; i++) {
+            sqlite3_str_appendall(sb, i ? " OR " : " WHERE ");
+            append_id(sb, t->col[p->upd[i]]);
+            sqlite3_str_appendall(sb, " IS NOT excluded.");
+            append_id(sb, t->col[p->upd[i]]);
+        }
+    }
+    if (p->returning)
+        sqlite3_str_appendall(sb, " RETURNING *");
+    return sb;
+}
+
+/* UPDATE t SET cols = ?n WHERE key [AND changed] RETURNING * */
+static sqlite3_str* update_sql(Call* k, const Spec* p, const Row* row) {
+    const Table* t = p->t;
+    sqlite3_str* sb = sqlite3_str_new(k->db);
+    sqlite3_str_appendall(sb, "UPDATE ");
+    append_id(sb, t->name);
+    for (int i = 0; i < p->nUpd; i++) {
+        sqlite3_str_appendall(sb, i ? ", " : " SET ");
+        append_id(sb, t->col[p->upd[i]]);
+        sqlite3_str_appendf(sb, " = ?%d", param_of(row, p->upd[i]));
+    }
+    append_key_where(sb, t, p->key, row);
+    for (int i = 0; p->onlyIfChanged && i < p->nUpd; i++) {
+        sqlite3_str_appendall(sb, i ? " OR " : " AND (");
+        append_id(sb, t->col[p->upd[i]]);
+        sqlite3_str_appendf(sb, " IS NOT ?%d", param_of(row, p->upd[i]));
+    }
+    if (p->onlyIfChanged && p->nUpd)
+        sqlite3_str_appendall(sb, ")");
+    sqlite3_str_appendall(sb, " RETURNING *");
+    return sb;
+}
+
+/* SELECT * FROM t WHERE key = the row's key values */
+static sqlite3_str* select_key_sql(Call* k, const Spec* p, const Row* row) {
+    sqlite3_str* sb = sqlite3_str_new(k->db);
+    sqlite3_str_appendall(sb, "SELECT * FROM ");
+    append_id(sb, p->t->name);
+    append_key_where(sb, p->t, p->key, row);
+    return sb;
+}
+
+/* SELECT * FROM t WHERE rowid = last_insert_rowid() */
+static sqlite3_str* select_rowid_sql(Call* k, const Spec* p, const Row* row) {
+    (void)row;
+    sqlite3_str* sb = sqlite3_str_new(k->db);
+    sqlite3_str_appendall(sb, "SELECT * FROM ");
+    append_id(sb, p->t->name);
+    sqlite3_str_appendf(sb, " WHERE %s = last_insert_rowid()", p->t->rowidName);
+    return sb;
+}
+
+/* SELECT * FROM t WHERE lookup LIMIT 1, parameters numbered as in row */
+static sqlite3_str* select_lookup_sql(Call* k, const Spec* p, const Row* row) {
+    sqlite3_str* sb = sqlite3_str_new(k->db);
+    sqlite3_str_appendall(sb, "SELECT * FROM ");
+    append_id(sb, p->t->name);
+    for (int i = 0; i < p->lookup->n; i++) {
+        sqlite3_str_appendall(sb, i ? " AND " : " WHERE ");
+        append_id(sb, p->t->col[p->lookup->col[i]]);
+        sqlite3_str_appendf(sb, " IS ?%d", param_of(row, p->lookup->col[i]));
+    }
+    sqlite3_str_appendall(sb, " LIMIT 1");
+    return sb;
+}
+
+/* The row that an insert conflicted with, by its key. */
+static int select_by_key(Call* k, Spec* p, const Row* row, sqlite3_str* out) {
+    int rc = run(k, 'K', select_key_sql, p, row, out);
+    if (rc == SQLITE_DONE)
+        rc = fail(k, SQLITE_ERROR, "could not find the row of \"%s\" that the row conflicts with",
+                  p->t->name);
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+static int key_given(const Key* key, const Row* row) {
+    for (int i = 0; i < key->n; i++)
+        if (!param_of(row, key->col[i]))
+            return 0;
+    return 1;
+}
+
+/*
+** Rowid tables, key given: INSERT ... ON CONFLICT without RETURNING, then the
+** row read back by rowid (inserted) or by key (updated or untouched).  In
+** SQLite 3.40 RETURNING costs four times the upsert itself (its rows go
+** through a temporary table); a read by rowid costs a fraction.  Outside a
+** transaction a savepoint keeps the two statements together.
+*/
+static int upsert_rowid(Call* k, Spec* p, const Row* row, sqlite3_str* out, int* inserted) {
+    int own = sqlite3_get_autocommit(k->db);
+    int rc = own ? exec_cached(k, "SAVEPOINT duet_upsert") : SQLITE_OK;
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_int64 before = sqlite3_last_insert_rowid(k->db);
+    sqlite3_set_last_insert_rowid(k->db, NO_ROWID);
+    p->returning = 0;
+    rc = run(k, 'I', insert_sql, p, row, NULL);
+    *inserted = sqlite3_last_insert_rowid(k->db) != NO_ROWID;
+    if (!*inserted)
+        sqlite3_set_last_insert_rowid(k->db, before);
+    if (rc == SQLITE_DONE && *inserted) {
+        rc = run(k, 'R', select_rowid_sql, p, row, out);
+        if (rc == SQLITE_DONE)
+            rc = fail(k, SQLITE_ERROR, "the inserted row of \"%s\" vanished", p->t->name);
+        else if (rc == SQLITE_ROW)
+            rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = select_by_key(k, p, row, out);
+    }
+    if (own) {
+        if (rc != SQLITE_OK)
+            exec_cached(k, "ROLLBACK TO duet_upsert");
+        int rc2 = exec_cached(k, "RELEASE duet_upsert");
+        if (rc == SQLITE_OK)
+            rc = rc2;
+    }
+    return rc;
+}
+
+/* Upserts one row, appending the resulting row to out; *inserted tells
+** whether it is new. */
+static int upsert_row(Call* k, Spec* p, const Row* row, sqlite3_str* out, int* inserted) {
+    *inserted = 0;
+    p->doNothing = 0;
+    if (p->t->rowid && key_given(p->key, row))
+        return upsert_rowid(k, p, row, out, inserted);
+    p->returning = 1;
+    if (p->t->rowid) {
+        /* A key column the row does not give: RETURNING tells the row. */
+        sqlite3_int64 before = sqlite3_last_insert_rowid(k->db);
+        sqlite3_set_last_insert_rowid(k->db, NO_ROWID);
+        int rc = run(k, 'I', insert_sql, p, row, out);
+        *inserted = sqlite3_last_insert_rowid(k->db) != NO_ROWID;
+        if (!*inserted)
+            sqlite3_set_last_insert_rowid(k->db, before);
+        if (rc != SQLITE_DONE)
+            return rc == SQLITE_ROW ? SQLITE_OK : rc;
+        return select_by_key(k, p, row, out);
+    }
+    /* WITHOUT ROWID: no rowid to tell an insert from an update. */
+    p->doNothing = 1;
+    int rc = run(k, 'I', insert_sql, p, row, out);
+    *inserted = rc == SQLITE_ROW;
+    if (rc == SQLITE_DONE && p->nUpd > 0)
+        rc = run(k, 'U', update_sql, p, row, out);
+    if (rc == SQLITE_DONE)
+        return select_by_key(k, p, row, out);
+    return rc == SQLITE_ROW ? SQLITE_OK : rc;
+}
+
+/* The update set: update_columns that the row gives, or by default every
+** column the row gives outside the conflict target. */
+static void update_set(Spec* p, const Row* row, int nExplicit, const int* explicitCols) {
+    p->nUpd = 0;
+    for (int i = 0; i < row->n; i++) {
+        int col = row->col[i];
+        if (nExplicit >= 0 ? set_contains(nExplicit, explicitCols, col)
+                           : !set_contains(p->key->n, p->key->col, col))
+            p->upd[p->nUpd++] = col;
+    }
+}
+
+/* Everything an upsert needs from the arguments after the rows. */
+typedef struct Args {
+    int nConf, *conf;
+    int nUpd, *upd;
+} Args;
+
+static void args_free(Spec* p, Args* a) {
+    sqlite3_free(p->upd);
+    p->upd = a->conf = a->upd = NULL;
+}
+
+/* Reads conflict_columns, update_columns and only_if_changed; free with
+** args_free() whatever it returns. */
+static int read_args(Call* k, Spec* p, Args* a, int argc, sqlite3_value** argv) {
+    /* One allocation for the three column sets. */
+    int n = p->t->nCol + 1;
+    p->upd = sqlite3_malloc64(sizeof(int) * 3 * n);
+    if (p->upd == NULL)
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    a->conf = p->upd + n;
+    a->upd = p->upd + 2 * n;
+    int rc = read_names(k, p->t, argc > 2 ? argv[2] : NULL, "conflict_columns", &a->nConf, a->conf);
+    if (rc == SQLITE_OK)
+        rc = read_names(k, p->t, argc > 3 ? argv[3] : NULL, "update_columns", &a->nUpd, a->upd);
+    if (rc == SQLITE_OK)
+        rc = conflict_key(k, p->t, a->nConf, a->conf, &p->key);
+    for (int i = 0; rc == SQLITE_OK && i < a->nUpd; i++)
+        if (p->t->gen[a->upd[i]])
+            rc = fail(
+                k, SQLITE_ERROR,
+                "column \"%s\" is a generated column (generated columns cannot be given a value)",
+                p->t->col[a->upd[i]]);
+    p->onlyIfChanged = argc > 4 && sqlite3_value_int(argv[4]) != 0;
+    return rc;
+}
+
+/* Runs fn once, and again with an empty cache if the error may come from a
+** stale table description or statement. */
+static int with_retry(Call* k, int (*fn)(Call*, void*), void* arg) {
+    int rc = fn(k, arg);
+    int code = k->rc & 0xff;
+    if (rc != SQLITE_OK && k->cached && (code == SQLITE_ERROR || code == SQLITE_SCHEMA)) {
+        sqlite3_free(k->err);
+        k->err = NULL;
+        k->rc = 0;
+        k->cached = 0;
+        cache_clear(k->u);
+        rc = fn(k, arg);
+    }
+    return rc;
+}
+
+/* ------------------------------------------------------------ duet_upsert */
+
+typedef struct UpsertCall {
+    int argc;
+    sqlite3_value** argv;
+    char* result;
+} UpsertCall;
+
+static int do_upsert(Call* k, void* arg) {
+    UpsertCall* uc = arg;
+    Spec p = {0};
+    Args a = {0};
+    Row row = {0};
+    int rc = table_get(k, (const char*)sqlite3_value_text(uc->argv[0]), (Table**)&p.t);
+    if (rc == SQLITE_OK)
+        rc = read_row(k, p.t, uc->argv[1], "row", &row);
+    if (rc == SQLITE_OK)
+        rc = read_args(k, &p, &a, uc->argc, uc->argv);
+    if (rc == SQLITE_OK && row.n == 0)
+        rc = fail(k, SQLITE_ERROR, "row must give at least one column");
+    /* The result is written as the row is read: {"row":...,"inserted":...} */
+    sqlite3_str* out = sqlite3_str_new(k->db);
+    int inserted = 0;
+    sqlite3_str_appendall(out, "{\"row\":");
+    if (rc == SQLITE_OK) {
+        update_set(&p, &row, a.nUpd, a.upd);
+        rc = upsert_row(k, &p, &row, out, &inserted);
+    }
+    sqlite3_str_appendall(out, inserted ? ",\"inserted\":true}" : ",\"inserted\":false}");
+    char* text = sqlite3_str_finish(out);
+    if (rc == SQLITE_OK && text == NULL)
+        rc = fail(k, SQLITE_NOMEM, "out of memory");
+    if (rc == SQLITE_OK)
+        uc->result = text;
+    else
+        sqlite3_free(text);
+    row_clear(&row);
+    args_free(&p, &a);
+    return rc;
+}
+
+static void call_init(Call* k, sqlite3_context* ctx, const char* fn) {
+    memset(k, 0, sizeof(*k));
+    k->u = sqlite3_user_data(ctx);
+    k->db = sqlite3_context_db_handle(ctx);
+    k->fn = fn;
+}
+
+static void result_json(sqlite3_context* ctx, char* json) {
+    sqlite3_result_text(ctx, json, -1, sqlite3_free);
+    sqlite3_result_subtype(ctx, JSON_SUBTYPE);
+}
+
+static void upsert_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    Call k;
+    UpsertCall uc = {argc, argv, NULL};
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
+        return;
+    call_init(&k, ctx, "duet_upsert");
+    if (with_retry(&k, do_upsert, &uc) == SQLITE_OK)
+        result_json(ctx, uc.result);
+    else
+        call_result_error(ctx, &k);
+    sqlite3_free(k.err);
+}
+
+/* ------------------------------------------------------- duet_upsert_many */
+
+static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows, UpsertCall* uc);
+
+/* All rows, in one savepoint, as a JSON array of results. */
+static int do_upsert_many(Call* k, void* arg) {
+    UpsertCall* uc = arg;
+    Spec p = {0};
+    Args a = {0};
+    DuetJsonValue rows = {0};
+    int rc = table_get(k, (const char*)sqlite3_value_text(uc->argv[0]), (Table**)&p.t);
+    if (rc == SQLITE_OK)
+        rc = parse_arg(k, uc->argv[1], "rows", &rows);
+    /* Validated first, so that malformed JSON is reported before any row. */
+    if (rc == SQLITE_OK && rows.n < 0 && !json_valid(rows.z))
+        rc = fail(k, SQLITE_ERROR, "rows is not valid JSON");
+    if (rc == SQLITE_OK && rows.kind != DUET_JSON_ARRAY)
+        rc = fail(k, SQLITE_MISMATCH, "rows must be a JSON array, not %s",
+                  duet_json_kind_name(rows.kind));
+    if (rc == SQLITE_OK)
+        rc = read_args(k, &p, &a, uc->argc, uc->argv);
+    if (rc == SQLITE_OK)
+        rc = duet_conn_exec(k->u->conn, "SAVEPOINT duet_upsert_many", NULL);
+    if (rc == SQLITE_OK) {
+        rc = upsert_elements(k, &p, &a, &rows, uc);
+        duet_conn_exec(k->u->conn,
+                       rc == SQLITE_OK ? "RELEASE duet_upsert_many"
+                                       : "ROLLBACK TO duet_upsert_many; RELEASE duet_upsert_many",
+                       NULL);
+    } else if (k->err == NULL) {
+        fail_db(k, rc);
+    }
+    args_free(&p, &a);
+    return rc;
+}
+
+/* Upserts each element of the rows array; the results go to uc->result. */
+static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows, UpsertCall* uc) {
+    DuetJsonIter it = {rows->z + 1, 0, 1, 1};
+    DuetJsonValue elem;
+    sqlite3_str* out = sqlite3_str_new(k->db);
+    int rc = SQLITE_OK;
+    sqlite3_str_appendchar(out, 1, '[');
+    for (int i = 1; rc == SQLITE_OK && duet_json_next(&it, NULL, &elem) == 1; i++) {
+        int inserted = 0;
+        Row row = {0};
+        rc = read_object(k, p->t, &elem, "row", &row);
+        if (rc == SQLITE_OK && row.n == 0)
+            rc = fail(k, SQLITE_ERROR, "row must give at least one column");
+        sqlite3_str_appendall(out, i > 1 ? ",{\"row\":" : "{\"row\":");
+        if (rc == SQLITE_OK) {
+            update_set(p, &row, a->nUpd, a->upd);
+            rc = upsert_row(k, p, &row, out, &inserted);
+        }
+        if (rc == SQLITE_OK) {
+            sqlite3_str_appendall(out, inserted ? ",\"inserted\":true}" : ",\"inserted\":false}");
+        } else if (k->err) {
+            char* msg = sqlite3_mprintf("%s (element %d of the rows array)", k->err, i);
+            sqlite3_free(k->err);
+            k->err = msg;
+        }
+        row_clear(&row);
+    }
+    sqlite3_str_appendchar(out, 1, ']');
+    char* text = sqlite3_str_finish(out);
+    if (rc == SQLITE_OK && text == NULL)
+        rc = fail(k, SQLITE_NOMEM, "out of memory");
+    if (rc == SQLITE_OK)
+        uc->result = text;
+    else
+        sqlite3_free(text);
+    return rc;
+}
+
+static void upsert_many_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    Call k;
+    UpsertCall uc = {argc, argv, NULL};
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
+        return;
+    call_init(&k, ctx, "duet_upsert_many");
+    if (with_retry(&k, do_upsert_many, &uc) == SQLITE_OK)
+        result_json(ctx, uc.result);
+    else
+        call_result_error(ctx, &k);
+    sqlite3_free(k.err);
+}
+
+/* ----------------------------------------------------- duet_get_or_create */
+
+/* The key the lookup gives every column of: the primary key, or else the
+** one with fewest columns. */
+static int lookup_key(Call* k, const Table* t, const Row* lookup, const Key** pkey) {
+    const Key* best = NULL;
+    for (int i = 0; i < t->nKey; i++) {
+        const Key* key = &t->key[i];
+        int j = 0;
+        while (j < key->n && param_of(lookup, key->col[j]))
+            j++;
+        if (j == key->n && (best == NULL || (!best->primary && key->n < best->n)))
+            best = key;
+    }
+    if (best == NULL)
+        return no_key_error(k, t, lookup->n, lookup->col, "lookup");
+    for (int j = 0; j < best->n; j++)
+        if (lookup->val[param_of(lookup, best->col[j]) - 1].kind == DUET_JSON_NULL)
+            return fail(k, SQLITE_CONSTRAINT,
+                        "lookup value for key column \"%s\" must not be null (a null never "
+                        "conflicts, so the row could be created twice)",
+                        t->col[best->col[j]]);
+    *pkey = best;
+    return SQLITE_OK;
+}
+
+typedef struct GocCall {
+    sqlite3_value** argv;
+    int argc;
+    char* result;
+} GocCall;
+
+static int merge_rows(Call* k, const Table* t, const Row* lookup, const Row* defaults, Row* all) {
+    int rc = SQLITE_OK;
+    for (int i = 0; rc == SQLITE_OK && i < defaults->n; i++) {
+        if (param_of(lookup, defaults->col[i]))
+            return fail(k, SQLITE_ERROR, "column \"%s\" appears in both lookup and defaults",
+                        t->col[defaults->col[i]]);
+        rc = row_put(k, all, defaults->col[i], &defaults->val[i]);
+    }
+    for (int i = 0; rc == SQLITE_OK && i < lookup->n; i++)
+        rc = row_put(k, all, lookup->col[i], &lookup->val[i]);
+    return rc;
+}
+
+/*
+** SELECT, then INSERT ... ON CONFLICT (key) DO NOTHING RETURNING *, then
+** SELECT again: no savepoint around them, so that the insert starts its own
+** write transaction and waits in the busy handler like any writer (a read
+** held across it would deadlock with a concurrent writer and fail with
+** SQLITE_BUSY at once).  A row deleted between the conflict and the second
+** lookup makes a new attempt.
+*/
+static int goc_steps(Call* k,
+                     const Table* t,
+                     const Row* lookup,
+                     const Row* all,
+                     sqlite3_str* out,
+                     int* created) {
+    Spec p = {0};
+    p.t = t;
+    p.lookup = lookup;
+    int rc = lookup_key(k, t, lookup, &p.key);
+    for (int attempt = 1; rc == SQLITE_OK && attempt <= GOC_ATTEMPTS; attempt++) {
+        p.doNothing = p.returning = 0;
+        rc = run(k, 'L', select_lookup_sql, &p, all, out);
+        if (rc != SQLITE_DONE)
+            return rc == SQLITE_ROW ? SQLITE_OK : rc;
+        p.doNothing = p.returning = 1;
+        rc = run(k, 'I', insert_sql, &p, all, out);
+        if (rc == SQLITE_ROW) {
+            *created = 1;
+            return SQLITE_OK;
+        }
+        if (rc != SQLITE_DONE)
+            return rc;
+        p.doNothing = p.returning = 0;
+        rc = run(k, 'L', select_lookup_sql, &p, all, out);
+        if (rc != SQLITE_DONE)
+            return rc == SQLITE_ROW ? SQLITE_OK : rc;
+        /* The key exists but the row differs from the lookup elsewhere, or
+        ** it was deleted since the insert met it. */
+        rc = run(k, 'K', select_key_sql, &p, all, NULL);
+        if (rc == SQLITE_ROW && p.key->name)
+            return fail(k, SQLITE_CONSTRAINT_UNIQUE,
+                        "duplicate key value violates unique constraint \"%s\" (a row with the "
+                        "same key exists but does not match the lookup)",
+                        p.key->name);
+        if (rc == SQLITE_ROW)
+            return fail(k, SQLITE_CONSTRAINT_PRIMARYKEY,
+                        "duplicate key value violates the primary key of \"%s\" (a row with the "
+                        "same key exists but does not match the lookup)",
+                        t->name);
+        if (rc == SQLITE_DONE)
+            rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK)
+        return rc;
+    return fail(k, SQLITE_BUSY,
+                "could not get or create a row in relation \"%s\" after %d attempts "
+                "(concurrent sessions kept deleting the conflicting row)",
+                t->name, GOC_ATTEMPTS);
+}
+
+static int do_get_or_create(Call* k, void* arg) {
+    GocCall* gc = arg;
+    Row lookup = {0}, defaults = {0}, all = {0};
+    const Table* t;
+    sqlite3_str* out = sqlite3_str_new(k->db);
+    int created = 0;
+    const char* name = (const char*)sqlite3_value_text(gc->argv[0]);
+    int current = 1;
+    int rc = table_get(k, name, (Table**)&t);
+    if (rc == SQLITE_OK && k->cached)
+        rc = table_current(k, t, &current);
+    if (rc == SQLITE_OK && !current) {
+        cache_clear(k->u);
+        k->cached = 0;
+        rc = table_get(k, name, (Table**)&t);
+    }
+    if (rc == SQLITE_OK)
+        rc = read_row(k, t, gc->argv[1], "lookup", &lookup);
+    if (rc == SQLITE_OK && gc->argc > 2 && sqlite3_value_type(gc->argv[2]) != SQLITE_NULL)
+        rc = read_row(k, t, gc->argv[2], "defaults", &defaults);
+    if (rc == SQLITE_OK && lookup.n == 0)
+        rc = fail(k, SQLITE_ERROR, "lookup must give at least one column");
+    if (rc == SQLITE_OK)
+        rc = merge_rows(k, t, &lookup, &defaults, &all);
+    sqlite3_str_appendall(out, "{\"row\":");
+    if (rc == SQLITE_OK)
+        rc = goc_steps(k, t, &lookup, &all, out, &created);
+    sqlite3_str_appendall(out, created ? ",\"created\":true}" : ",\"created\":false}");
+    char* text = sqlite3_str_finish(out);
+    if (rc == SQLITE_OK && text == NULL)
+        rc = fail(k, SQLITE_NOMEM, "out of memory");
+    if (rc == SQLITE_OK)
+        gc->result = text;
+    else
+        sqlite3_free(text);
+    row_clear(&lookup), row_clear(&defaults), row_clear(&all);
+    return rc;
+}
+
+static void get_or_create_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
+    Call k;
+    GocCall gc = {argv, argc, NULL};
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
+        return;
+    call_init(&k, ctx, "duet_get_or_create");
+    if (with_retry(&k, do_get_or_create, &gc) == SQLITE_OK)
+        result_json(ctx, gc.result);
+    else
+        call_result_error(ctx, &k);
+    sqlite3_free(k.err);
+}
+
+int duet_upsert_register(sqlite3* db, DuetConn* c) {
+    Upsert* u = sqlite3_malloc(sizeof(*u));
+    if (u == NULL)
+        return SQLITE_NOMEM;
+    memset(u, 0, sizeof(*u));
+    u->conn = c;
+    c->upsert = u;
+    /* Never SQLITE_DETERMINISTIC: they write.  The first registration owns u
+    ** (SQLite frees it on failure too). */
+    const int flags = SQLITE_UTF8 | SQLITE_DIRECTONLY;
+    int rc = sqlite3_create_function_v2(db, "duet_upsert", 2, flags, u, upsert_func, NULL, NULL,
+                                        upsert_free);
+    for (int n = 3; rc == SQLITE_OK && n <= 5; n++)
+        rc = sqlite3_create_function(db, "duet_upsert", n, flags, u, upsert_func, NULL, NULL);
+    for (int n = 2; rc == SQLITE_OK && n <= 5; n++)
+        rc = sqlite3_create_function(db, "duet_upsert_many", n, flags, u, upsert_many_func, NULL,
+                                     NULL);
+    for (int n = 2; rc == SQLITE_OK && n <= 3; n++)
+        rc = sqlite3_create_function(db, "duet_get_or_create", n, flags, u, get_or_create_func,
+                                     NULL, NULL);
+    return rc;
 }

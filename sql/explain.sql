@@ -1,0 +1,145 @@
+--
+-- duet.explain and duet.plan_nodes
+--
+-- Costs and timings vary between runs: the tests show node types, relations
+-- and booleans about the numbers, never the numbers themselves.
+--
+CREATE SCHEMA duet_exp;
+SET search_path = duet_exp, public;
+SET max_parallel_workers_per_gather = 0;
+
+CREATE TABLE orders (id int PRIMARY KEY, customer int NOT NULL, total numeric NOT NULL);
+INSERT INTO orders SELECT g, g % 50, g * 1.5 FROM generate_series(1, 1000) g;
+CREATE INDEX orders_customer ON orders (customer);
+ANALYZE orders;
+
+-- the plan as EXPLAIN (FORMAT JSON) gives it
+SELECT jsonb_typeof(p) AS type, jsonb_array_length(p) AS plans,
+       p->0->'Plan'->>'Node Type' AS node, p->0->'Plan'->>'Relation Name' AS rel,
+       p->0->'Plan' ? 'Actual Rows' AS has_actual, p->0 ? 'Execution Time' AS has_time
+  FROM duet.explain('SELECT * FROM orders') p;
+SELECT p->0->'Plan'->>'Node Type' AS node, p->0->'Plan'->>'Index Name' AS index,
+       (p->0->'Plan'->>'Actual Rows')::int AS actual_rows,
+       p->0 ? 'Execution Time' AS has_time
+  FROM duet.explain('SELECT * FROM orders WHERE id = 7', true) p;
+-- the same plan as EXPLAIN itself
+DO $$
+DECLARE
+    mine jsonb;
+    theirs json;
+BEGIN
+    mine := duet.explain('SELECT count(*) FROM orders WHERE customer = 3');
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT count(*) FROM orders WHERE customer = 3' INTO theirs;
+    RAISE NOTICE 'same plan as EXPLAIN: %', mine = theirs::jsonb;
+END $$;
+
+-- parameters: types come from the query, values are bound
+SELECT p->0->'Plan'->>'Node Type' AS node, (p->0->'Plan'->>'Actual Rows')::int AS actual_rows
+  FROM duet.explain('SELECT * FROM orders WHERE id = $1', true, '{42}') p;
+SELECT (p->0->'Plan'->>'Actual Rows')::int AS actual_rows
+  FROM duet.explain('SELECT * FROM orders WHERE customer = $1 AND total > $2', true,
+                    ARRAY['3', '100.5']) p;
+SELECT (p->0->'Plan'->>'Actual Rows')::int AS actual_rows
+  FROM duet.explain('SELECT $1 AS untyped, $2::int AS typed', true, ARRAY['a', NULL]) p;
+SELECT (p->0->'Plan'->>'Actual Rows')::int AS actual_rows
+  FROM duet.explain('SELECT * FROM orders WHERE id = $1', true, '{}') p;
+-- a parameter the query never uses is text, not an internal error
+SELECT (p->0->'Plan'->>'Actual Rows')::int AS actual_rows
+  FROM duet.explain('SELECT $2::int AS second', true, '{unused,2}') p;
+
+-- with analyze, a data-changing statement changes nothing
+CREATE TABLE scratch (id int PRIMARY KEY, customer int NOT NULL, total numeric NOT NULL);
+INSERT INTO scratch SELECT * FROM orders;
+SELECT count(*), sum(total) FROM scratch;
+SELECT p->0->'Plan'->>'Node Type' AS node, p->0->'Plan'->>'Operation' AS operation,
+       (p->0->'Plan'->'Plans'->0->>'Actual Rows')::int AS rows_deleted
+  FROM duet.explain('DELETE FROM scratch WHERE customer < 10', true) p;
+SELECT p->0->'Plan'->>'Operation' AS operation
+  FROM duet.explain('UPDATE scratch SET total = 0 RETURNING id', true) p;
+SELECT p->0->'Plan'->>'Operation' AS operation
+  FROM duet.explain('INSERT INTO scratch SELECT id + 1000, customer, total FROM scratch', true) p;
+SELECT p->0->'Plan'->>'Node Type' AS node
+  FROM duet.explain('WITH d AS (DELETE FROM scratch RETURNING *) SELECT count(*) FROM d', true) p;
+SELECT p->0->'Plan'->>'Node Type' AS node
+  FROM duet.explain('CREATE TABLE scratch_copy AS SELECT * FROM scratch', true) p;
+SELECT count(*), sum(total) FROM scratch;
+SELECT to_regclass('scratch_copy') IS NULL AS no_copy;
+-- ... also inside a transaction, which goes on afterwards
+BEGIN;
+INSERT INTO scratch VALUES (5000, 1, 1);
+SELECT p->0->'Plan'->>'Operation' AS operation
+  FROM duet.explain('DELETE FROM scratch', true) p;
+SELECT count(*) FROM scratch;
+ROLLBACK;
+-- without analyze nothing runs at all
+SELECT p->0->'Plan'->>'Operation' AS operation
+  FROM duet.explain('DELETE FROM scratch') p;
+SELECT count(*) FROM scratch;
+-- an error while analyzing leaves the caller's subtransactions intact
+DO $$
+BEGIN
+    PERFORM duet.explain('SELECT 1 / (id - id) FROM orders', true);
+EXCEPTION WHEN division_by_zero THEN
+    RAISE NOTICE 'caught: %', SQLERRM;
+END $$;
+SELECT count(*) FROM orders;
+
+--
+-- duet.plan_nodes
+--
+CREATE TABLE customers (id int PRIMARY KEY, name text);
+INSERT INTO customers SELECT g, 'c' || g FROM generate_series(0, 49) g;
+ANALYZE customers;
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SELECT id, parent, node_type, relation, index_name,
+       startup_cost >= 0 AS startup, total_cost >= startup_cost AS total,
+       plan_rows > 0 AS estimated, actual_rows IS NULL AS no_actual,
+       loops IS NULL AS no_loops, time_ms IS NULL AS no_time, misestimate IS NULL AS no_factor
+  FROM duet.plan_nodes('SELECT c.name, o.total FROM customers c JOIN orders o ON o.customer = c.id
+                        WHERE c.id = 3 ORDER BY o.total')
+ ORDER BY id;
+SELECT id, parent, node_type, relation, index_name, actual_rows, loops,
+       time_ms >= 0 AS timed, misestimate >= 1 AS factor
+  FROM duet.plan_nodes('SELECT c.name, o.total FROM customers c JOIN orders o ON o.customer = c.id
+                        WHERE c.id = 3 ORDER BY o.total', true)
+ ORDER BY id;
+RESET enable_hashjoin;
+RESET enable_mergejoin;
+-- node names as EXPLAIN's text format prints them
+SELECT id, parent, node_type, relation
+  FROM duet.plan_nodes('INSERT INTO customers SELECT customer + 100, max(total)::text
+                        FROM orders GROUP BY customer')
+ ORDER BY id;
+SELECT id, node_type, actual_rows, misestimate
+  FROM duet.plan_nodes('SELECT * FROM orders WHERE id = $1', true, '{5}') ORDER BY id;
+SELECT count(*) FROM customers;
+
+--
+-- errors
+--
+\set VERBOSITY default
+SELECT duet.explain('SELECT 1; SELECT 2');
+SELECT duet.explain('');
+SELECT duet.explain('VACUUM orders');
+SELECT duet.explain('EXPLAIN SELECT 1');
+SELECT duet.explain('SELEC 1');
+SELECT duet.explain('SELECT * FROM no_such_table');
+SELECT duet.explain('SELECT * FROM orders WHERE id = $1', false, '{1,2}');
+SELECT duet.explain('SELECT * FROM orders WHERE id = $1');
+SELECT duet.explain('SELECT * FROM orders WHERE id = $1', false, '{abc}');
+SELECT * FROM duet.plan_nodes('DROP TABLE orders');
+SELECT duet.explain(NULL) IS NULL AS null_query;
+SELECT count(*) FROM duet.plan_nodes(NULL);
+-- the caller's privileges apply, with analyze or without
+CREATE ROLE duet_exp_nobody;
+GRANT USAGE ON SCHEMA duet_exp TO duet_exp_nobody;
+SET ROLE duet_exp_nobody;
+SELECT duet.explain('SELECT * FROM orders');
+SELECT duet.explain('DELETE FROM orders', true);
+RESET ROLE;
+
+RESET search_path;
+RESET max_parallel_workers_per_gather;
+DROP SCHEMA duet_exp CASCADE;
+DROP ROLE duet_exp_nobody;

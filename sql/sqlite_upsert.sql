@@ -1,0 +1,184 @@
+--
+-- duet_upsert and duet_upsert_many: the scenarios of sql/upsert.sql that
+-- SQLite has (no roles, no row-level security).  Results are JSON text:
+-- {"row": {...}, "inserted": bool}.
+--
+CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    email TEXT UNIQUE,
+    name TEXT,
+    score REAL,
+    tags TEXT,
+    active INTEGER DEFAULT 1,
+    double_score REAL GENERATED ALWAYS AS (score * 2) STORED,
+    version INTEGER NOT NULL DEFAULT 1,
+    photo BLOB
+);
+-- counts real writes: only_if_changed must not write a row
+CREATE TRIGGER users_version AFTER UPDATE ON users
+BEGIN UPDATE users SET version = OLD.version + 1 WHERE id = NEW.id; END;
+
+-- insert, then update on the primary key (the default conflict target)
+SELECT duet_upsert('users', '{"id": 1, "email": "a@x", "name": "Ann", "score": 1.5,
+    "tags": ["a", "b c", "d\"e"]}');
+SELECT duet_upsert('users', '{"id": 1, "name": "Anna"}');
+-- columns the row does not give keep their values
+SELECT r->>'email', r->>'name', r->'tags', r->>'version', i
+  FROM (SELECT value->'row' AS r, value->>'inserted' AS i
+          FROM json_each(json_array(duet_upsert('users', '{"id": 1, "score": 2}'))));
+
+-- conflict on another unique key
+SELECT duet_upsert('users', '{"email": "a@x", "name": "By email"}', '["email"]');
+-- every given column outside the conflict target is updated, keys too
+SELECT duet_upsert('users', '{"id": 99, "email": "b@x", "name": "B"}', '["email"]');
+SELECT duet_upsert('users', '{"id": 98, "email": "b@x", "name": "B2"}', '["email"]');
+SELECT id, email, name FROM users ORDER BY id;
+
+-- update_columns limits what is overwritten
+SELECT duet_upsert('users', '{"id": 1, "name": "Ignored", "score": 3}', NULL, '["score"]');
+-- an empty update_columns inserts or returns the existing row untouched
+SELECT duet_upsert('users', '{"id": 1, "name": "Ignored"}', NULL, '[]');
+SELECT duet_upsert('users', '{"id": 2, "name": "Bob"}', NULL, '[]');
+
+-- only_if_changed: an identical row is not written (version stays)
+SELECT duet_upsert('users', '{"id": 2, "name": "Bob"}', NULL, NULL, 1);
+SELECT version FROM users WHERE id = 2;
+SELECT duet_upsert('users', '{"id": 2, "name": "Bob"}', NULL, NULL, 1);
+SELECT version FROM users WHERE id = 2;
+SELECT duet_upsert('users', '{"id": 2, "name": "Bobby"}', NULL, NULL, 1);
+SELECT version FROM users WHERE id = 2;
+-- null compares as a value: setting null is a change
+SELECT duet_upsert('users', '{"id": 2, "name": null}', NULL, NULL, 1);
+SELECT duet_upsert('users', '{"id": 2, "name": null}', NULL, NULL, 1);
+SELECT version FROM users WHERE id = 2;
+
+-- JSON values of every kind: booleans are 1/0, objects and arrays JSON text,
+-- BLOBs come back as "\x..." strings
+SELECT duet_upsert('users', '{"id": 3, "score": "12.50", "active": false, "tags": {"k": [1, 2]}}');
+UPDATE users SET photo = x'00ff10' WHERE id = 3;
+SELECT duet_upsert('users', '{"id": 3, "active": true, "tags": null}');
+
+-- NULL arguments give NULL
+SELECT duet_upsert(NULL, '{"id": 1}') IS NULL, duet_upsert('users', NULL) IS NULL;
+
+-- identifiers are quoted everywhere
+CREATE TABLE "Odd Table" ("Key" INTEGER, "select" TEXT, "a""b" INTEGER,
+    CONSTRAINT odd_key UNIQUE ("select", "Key"));
+SELECT duet_upsert('Odd Table', '{"Key": 1, "select": "x", "a\"b": 1}', '["Key", "select"]');
+SELECT duet_upsert('Odd Table', '{"Key": 1, "select": "x", "a\"b": 2}', '["select", "Key"]');
+-- values are bound: text that looks like SQL is stored as it is
+SELECT duet_upsert('users', '{"id": 4, "name": "x''); DROP TABLE users; --"}');
+SELECT count(*) FROM users;
+
+--
+-- errors: each names what is wrong, and nothing is written
+--
+SELECT duet_upsert('users', '{"id": 1, "nmae": "x"}');
+SELECT duet_upsert('users', '{"id": 1}', '["nope"]');
+SELECT duet_upsert('users', '{"id": 1}', NULL, '["nope"]');
+SELECT duet_upsert('users', '{"id": 1, "name": "x"}', '["name"]');
+SELECT duet_upsert('users', '{"id": 1, "name": "x"}', '["id", "email"]');
+SELECT duet_upsert('users', '{"id": 1}', '["id", null]');
+SELECT duet_upsert('users', '{"id": 1}', '"id"');
+SELECT duet_upsert('users', '[{"id": 1}]');
+SELECT duet_upsert('users', '"id"');
+SELECT duet_upsert('users', 'null');
+SELECT duet_upsert('users', '7');
+SELECT duet_upsert('users', 'true');
+SELECT duet_upsert('users', '{"id": 1');
+SELECT duet_upsert('users', '{}');
+SELECT duet_upsert('users', '{"id": 1, "double_score": 4}');
+SELECT duet_upsert('users', '{"id": 1}', NULL, '["double_score"]');
+SELECT duet_upsert('nosuch', '{"id": 1}');
+SELECT duet_upsert('users');
+-- a STRICT table checks types
+CREATE TABLE counters (id INTEGER PRIMARY KEY, n INTEGER CHECK (n > 0)) STRICT;
+SELECT duet_upsert('counters', '{"id": 1, "n": -1}');
+SELECT duet_upsert('counters', '{"id": "one"}');
+-- keys that ON CONFLICT cannot use are not offered
+CREATE TABLE nokeys (a INTEGER, b INTEGER);
+CREATE UNIQUE INDEX nokeys_partial ON nokeys (a) WHERE a > 0;
+CREATE UNIQUE INDEX nokeys_expr ON nokeys (a + b);
+SELECT duet_upsert('nokeys', '{"a": 1}');
+SELECT duet_upsert('nokeys', '{"a": 1}', '["a"]');
+CREATE TABLE nopk (a INTEGER UNIQUE, b INTEGER);
+SELECT duet_upsert('nopk', '{"a": 1}');
+CREATE VIEW users_view AS SELECT * FROM users;
+SELECT duet_upsert('users_view', '{"id": 1}');
+-- a failure at execution (NOT NULL) leaves nothing behind
+SELECT duet_upsert('users', '{"id": 1, "version": null}');
+SELECT id, name, version FROM users ORDER BY id;
+-- a view or trigger cannot write through duet_upsert
+CREATE VIEW ups_v AS SELECT duet_upsert('users', '{"id": 5}');
+SELECT * FROM ups_v;
+
+-- WITHOUT ROWID tables take an INSERT ... DO NOTHING then an UPDATE
+CREATE TABLE kv (k TEXT PRIMARY KEY, v TEXT, n INTEGER DEFAULT 0) WITHOUT ROWID;
+SELECT duet_upsert('kv', '{"k": "a", "v": "1"}');
+SELECT duet_upsert('kv', '{"k": "a", "v": "2"}');
+SELECT duet_upsert('kv', '{"k": "a", "v": "2"}', NULL, NULL, 1);
+SELECT duet_upsert('kv', '{"k": "a", "v": "3", "n": 5}', NULL, '["n"]');
+SELECT duet_upsert('kv', '{"k": "a", "v": "4"}', NULL, '[]');
+
+--
+-- duet_upsert_many
+--
+CREATE TABLE items (id INTEGER PRIMARY KEY, sku TEXT UNIQUE, qty INTEGER DEFAULT 0, note TEXT);
+-- rows giving different columns; results in input order
+SELECT key + 1 AS ordinality, value FROM json_each(duet_upsert_many('items', '[
+    {"id": 1, "sku": "a", "qty": 1},
+    {"id": 2, "sku": "b"},
+    {"id": 3, "sku": "c", "qty": 3},
+    {"id": 4, "sku": "d", "note": "n"}
+]'));
+SELECT key + 1 AS ordinality, value FROM json_each(duet_upsert_many('items', '[
+    {"id": 5, "sku": "e", "qty": 5},
+    {"id": 1, "sku": "a", "qty": 10},
+    {"id": 2, "note": "second"},
+    {"id": 6, "sku": "f", "qty": 6}
+]'));
+-- only_if_changed: unchanged rows come back too
+SELECT key + 1, value->'row'->>'id', value->'row'->>'qty', value->>'inserted'
+  FROM json_each(duet_upsert_many('items', '[
+    {"id": 1, "qty": 10},
+    {"id": 7, "qty": 7},
+    {"id": 3, "qty": 30},
+    {"id": 5, "qty": 5},
+    {"qty": 0, "id": 8}
+]', NULL, NULL, 1));
+-- conflict on sku, nothing updated: existing rows are returned as they are
+SELECT key + 1, value->'row'->>'id', value->'row'->>'sku', value->'row'->>'qty', value->>'inserted'
+  FROM json_each(duet_upsert_many('items', '[
+    {"id": 100, "sku": "b", "qty": 99},
+    {"id": 9, "sku": "i", "qty": 9},
+    {"id": 101, "sku": "a", "qty": 99}
+]', '["sku"]', '[]'));
+SELECT duet_upsert_many('items', '[]');
+SELECT duet_upsert_many('items', NULL) IS NULL;
+SELECT id, sku, qty, note FROM items ORDER BY id;
+-- errors name the element; nothing is written
+SELECT duet_upsert_many('items', '{"id": 1}');
+SELECT duet_upsert_many('items', '[{"id": 50}, 1]');
+SELECT duet_upsert_many('items', '[{"id": 50}, {"idd": 1}]');
+SELECT duet_upsert_many('items', '[{"id": 50}, {}]');
+-- a failure in the second row undoes the first one
+SELECT duet_upsert_many('items', '[{"id": 50, "qty": 1}, {"id": 51, "sku": "a"}]');
+SELECT count(*) AS none_written FROM items WHERE id >= 50;
+-- the same key twice: the second row updates the first (SQLite upserts row by row)
+SELECT duet_upsert_many('items', '[{"id": 52, "qty": 1}, {"id": 52, "qty": 2}]');
+
+--
+-- cached statements follow ALTER TABLE and CREATE INDEX
+--
+SELECT duet_upsert('items', '{"id": 1, "qty": 11}');
+ALTER TABLE items ADD COLUMN price REAL DEFAULT 0;
+SELECT duet_upsert('items', '{"id": 1, "qty": 12, "price": 9.99}');
+ALTER TABLE items DROP COLUMN note;
+SELECT duet_upsert('items', '{"id": 1, "qty": 13}');
+ALTER TABLE items RENAME COLUMN qty TO quantity;
+SELECT duet_upsert('items', '{"id": 1, "quantity": 14}');
+SELECT duet_upsert('items', '{"id": 1, "qty": 14}');
+UPDATE items SET price = id;
+CREATE UNIQUE INDEX items_price_key ON items (price);
+SELECT duet_upsert('items', '{"id": 1, "price": 1}', '["price"]');
+SELECT duet_upsert_many('items', '[{"id": 1, "quantity": 15}]');

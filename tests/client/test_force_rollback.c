@@ -1,0 +1,274 @@
+/*
+ * test_force_rollback.c — force_rollback on PostgreSQL (with the duet
+ * extension's server-side test session, and without it: client savepoints)
+ * and on SQLite, each checked from a second, normal pool: nothing leaks,
+ * the program's transactions keep their meaning, a failed statement loses
+ * only itself, every thread shares the one session, switching off or
+ * closing rolls everything back.
+ */
+#include <pthread.h>
+
+#include "testutil.h"
+
+typedef enum mode { PG_CLIENT, PG_SERVER, SQLITE } mode;
+
+typedef struct fixture {
+    mode mode;
+    char *base; /* URL without options */
+    char *dir;
+    duet_db *db;    /* the force_rollback pool under test; closed by teardown after a failure */
+    duet_db *check; /* a normal pool on the same database */
+} fixture;
+
+static char *fixture_url(fixture *f, const char *opts) { return test_url_with(f->base, opts); }
+
+/*
+ * A database of its own next to the test cluster's "postgres": with the
+ * duet extension (server session) or surely without it (client savepoints).
+ */
+static char *database_url(const char *name, bool with_extension) {
+    const char *url = test_pg_url();
+    const char *at = strstr(url, "/postgres?");
+    if (!at) fail_msg("unexpected DUET_PG_URL shape: %s", url);
+    duet_db *admin;
+    char sql[128];
+    char *u = test_pg_url_with("min_connections=0");
+    assert_duet_ok(duet_open(u, &admin));
+    free(u);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_database WHERE datname = '%s'", name);
+    if (test_int(admin, sql) == 0) {
+        snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+        test_exec(admin, sql);
+    }
+    duet_close(admin);
+    size_t n = strlen(url) + strlen(name) + 8;
+    char *db_url = malloc(n);
+    snprintf(db_url, n, "%.*s/%s%s", (int)(at - url), url, name, at + strlen("/postgres"));
+    u = test_url_with(db_url, "min_connections=0");
+    assert_duet_ok(duet_open(u, &admin));
+    free(u);
+    duet_status st = duet_execute(admin,
+                                  with_extension ? "CREATE EXTENSION IF NOT EXISTS duet"
+                                                 : "DROP EXTENSION IF EXISTS duet",
+                                  NULL, NULL, NULL);
+    if (st != DUET_OK) fail_msg("(CREATE|DROP) EXTENSION duet failed: %s", duet_errmsg());
+    duet_close(admin);
+    return db_url;
+}
+
+static int setup(void **state, mode m) {
+    fixture *f = calloc(1, sizeof *f);
+    f->mode = m;
+    if (m == PG_CLIENT) {
+        f->base = database_url("duet_fr_plain", false);
+    } else if (m == PG_SERVER) {
+        f->base = database_url("duet_fr_ext", true);
+    } else {
+        f->dir = test_tmpdir();
+        f->base = test_sqlite_url(f->dir, "fr.db", "");
+    }
+    char *url = fixture_url(f, "min_connections=0");
+    assert_duet_ok(duet_open(url, &f->check));
+    free(url);
+    test_exec(f->check, "DROP TABLE IF EXISTS fr_t");
+    test_exec(f->check, "CREATE TABLE fr_t (id int PRIMARY KEY)");
+    *state = f;
+    return 0;
+}
+
+static int setup_pg_client(void **state) { return setup(state, PG_CLIENT); }
+static int setup_pg_server(void **state) { return setup(state, PG_SERVER); }
+static int setup_sqlite(void **state) { return setup(state, SQLITE); }
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    duet_close(f->db); /* releases the session's locks, which the DROP below would wait for */
+    duet_execute(f->check, "DROP TABLE IF EXISTS fr_t", NULL, NULL, NULL);
+    duet_close(f->check);
+    if (f->dir) test_rmdir(f->dir);
+    free(f->base);
+    free(f);
+    return 0;
+}
+
+static duet_status insert(duet_db *db, int id) {
+    duet_params *p = duet_params_new();
+    duet_bind_int64(p, NULL, id);
+    duet_status st = duet_execute(db, "INSERT INTO fr_t (id) VALUES (?)", p, NULL, NULL);
+    duet_params_free(p);
+    return st;
+}
+
+static int64_t sum_ids(duet_db *db) {
+    return test_int(db, "SELECT coalesce(sum(id), 0) FROM fr_t");
+}
+static int64_t count(duet_db *db) { return test_int(db, "SELECT count(*) FROM fr_t"); }
+
+/* Which mechanism force_rollback chose, from its log line. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_seen[2048];
+
+static void capture_log(void *arg, duet_log_level level, const char *name, const char *line) {
+    (void)arg, (void)level, (void)name;
+    pthread_mutex_lock(&log_mu);
+    if (strstr(line, "force_rollback")) {
+        size_t n = strlen(log_seen);
+        snprintf(log_seen + n, sizeof log_seen - n, "%s\n", line);
+    }
+    pthread_mutex_unlock(&log_mu);
+}
+
+static duet_db *open_fr(fixture *f, const char *opts) {
+    duet_db *db = NULL;
+    char *url = fixture_url(f, opts);
+    log_seen[0] = '\0';
+    duet_set_log(capture_log, NULL, DUET_LOG_INFO);
+    assert_duet_ok(duet_open(url, &db));
+    duet_set_log(NULL, NULL, DUET_LOG_DEBUG);
+    free(url);
+    f->db = db;
+    return db;
+}
+
+static void close_fr(fixture *f) {
+    duet_close(f->db);
+    f->db = NULL;
+}
+
+static void assert_mechanism(fixture *f) {
+    const char *want = f->mode == PG_SERVER ? "server test session" : "client savepoints";
+    if (!strstr(log_seen, want)) fail_msg("expected \"%s\", log: %s", want, log_seen);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void test_url_option(void **state) {
+    fixture *f = *state;
+    duet_db *db = open_fr(f, "force_rollback=true&min_connections=0&max_connections=3");
+    assert_mechanism(f);
+    assert_duet_ok(insert(db, 1)); /* "autocommit" */
+    assert_duet_ok(duet_begin(db));
+    assert_duet_ok(insert(db, 2));
+    assert_duet_ok(duet_commit(db)); /* the program's commit: a savepoint released */
+    assert_duet_ok(duet_begin(db));
+    assert_duet_ok(insert(db, 4));
+    assert_duet_ok(duet_rollback(db)); /* undoes only 4 */
+    assert_int_equal(sum_ids(db), 3);
+    assert_int_equal(count(f->check), 0); /* nothing visible outside */
+    assert_int_equal(insert(db, 1), DUET_ERR_INTEGRITY); /* loses only this statement */
+    assert_int_equal(sum_ids(db), 3);
+    assert_duet_ok(insert(db, 8));
+    /* nesting inside the program's transaction */
+    assert_duet_ok(duet_begin(db));
+    assert_duet_ok(insert(db, 16));
+    assert_duet_ok(duet_begin(db));
+    assert_int_equal(duet_txn_depth(db), 2);
+    assert_duet_ok(insert(db, 32));
+    assert_duet_ok(duet_rollback(db));
+    assert_duet_ok(duet_commit(db));
+    assert_int_equal(duet_txn_depth(db), 0);
+    assert_int_equal(sum_ids(db), 27);
+    /* an error inside the program's transaction fails that transaction, as usual */
+    assert_duet_ok(duet_begin(db));
+    assert_duet_ok(insert(db, 64));
+    assert_int_equal(insert(db, 64), DUET_ERR_INTEGRITY);
+    assert_duet_ok(duet_rollback(db));
+    assert_int_equal(sum_ids(db), 27);
+    assert_int_equal(count(f->check), 0);
+    close_fr(f); /* rolls everything back */
+    assert_int_equal(count(f->check), 0);
+}
+
+static void test_runtime_switch(void **state) {
+    fixture *f = *state;
+    duet_db *db = open_fr(f, "min_connections=1");
+    assert_duet_ok(insert(db, 100)); /* committed */
+    assert_duet_ok(duet_force_rollback(db, false)); /* already off: nothing to do */
+    assert_duet_ok(duet_begin(db));
+    assert_int_equal(duet_force_rollback(db, true), DUET_ERR_MISUSE); /* not inside a transaction */
+    assert_duet_ok(duet_rollback(db));
+    assert_duet_ok(duet_force_rollback(db, true));
+    assert_duet_ok(duet_force_rollback(db, true)); /* already on */
+    assert_duet_ok(insert(db, 1));
+    test_exec(db, "DELETE FROM fr_t WHERE id = 100");
+    assert_int_equal(sum_ids(db), 1);
+    assert_int_equal(sum_ids(f->check), 100);
+    assert_duet_ok(duet_force_rollback(db, false));
+    assert_int_equal(sum_ids(db), 100);
+    assert_duet_ok(insert(db, 7)); /* normal again: committed */
+    assert_int_equal(sum_ids(f->check), 107);
+    duet_pool_stats s;
+    duet_pool_stats_get(db, &s);
+    assert_int_equal(s.in_use, 0);
+    close_fr(f);
+}
+
+static void test_ddl_rolled_back(void **state) {
+    fixture *f = *state;
+    duet_db *db = open_fr(f, "force_rollback=true&min_connections=0");
+    test_exec(db, "CREATE TABLE fr_ddl (x int)");
+    test_exec(db, "INSERT INTO fr_ddl VALUES (1)");
+    assert_int_equal(test_int(db, "SELECT count(*) FROM fr_ddl"), 1);
+    close_fr(f);
+    duet_result *r = NULL;
+    assert_int_equal(duet_fetch_val(f->check, "SELECT count(*) FROM fr_ddl", NULL, 0, &r),
+                     DUET_ERR_SYNTAX); /* the table never existed for anyone else */
+}
+
+typedef struct worker_arg {
+    duet_db *db;
+    int base;
+    int failures;
+} worker_arg;
+
+static duet_status insert_in_txn(duet_db *db, void *arg) { return insert(db, *(int *)arg); }
+
+static void *worker(void *p) {
+    worker_arg *a = p;
+    for (int i = 0; i < 20; i++) {
+        int id = a->base + i;
+        duet_status st = i % 4 == 0 ? duet_atomic(a->db, insert_in_txn, &id) : insert(a->db, id);
+        if (st != DUET_OK) a->failures++;
+    }
+    return NULL;
+}
+
+/* Every thread's calls run on the one pinned connection, inside the session. */
+static void test_threads_share_session(void **state) {
+    fixture *f = *state;
+    duet_db *db = open_fr(f, "force_rollback=true&min_connections=0&max_connections=4");
+    pthread_t th[4];
+    worker_arg args[4];
+    for (int i = 0; i < 4; i++) {
+        args[i] = (worker_arg){db, 1000 * (i + 1), 0};
+        pthread_create(&th[i], NULL, worker, &args[i]);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].failures, 0);
+    }
+    assert_int_equal(count(db), 80);
+    assert_int_equal(count(f->check), 0);
+    duet_pool_stats s;
+    duet_pool_stats_get(db, &s);
+    assert_int_equal(s.in_use, 1); /* just the session's connection */
+    assert_duet_ok(duet_force_rollback(db, false));
+    assert_int_equal(count(db), 0);
+    close_fr(f);
+}
+
+#define ALL(fn)                                                        \
+    cmocka_unit_test_setup_teardown(fn, setup_pg_client, teardown),    \
+        cmocka_unit_test_setup_teardown(fn, setup_pg_server, teardown), \
+        cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown)
+
+int main(void) {
+    alarm(TEST_WATCHDOG_SECONDS); /* a hang fails this binary instead of the whole suite */
+    const struct CMUnitTest tests[] = {
+        ALL(test_url_option),
+        ALL(test_runtime_switch),
+        ALL(test_ddl_rolled_back),
+        ALL(test_threads_share_session),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
