@@ -37,13 +37,19 @@ duet_status duet__err(duet_status code, const char *fmt, ...) {
     return code;
 }
 
+/*
+ * The arguments may be the current error's own fields (a caller adding
+ * context to the error it just got), so the new state is built aside first.
+ */
 duet_status duet__err_full(duet_status code, const char *sqlstate, const char *message,
                            const char *detail, const char *hint) {
-    err_state.code = code;
-    copy_field(err_state.sqlstate, sizeof err_state.sqlstate, sqlstate);
-    copy_field(err_state.message, sizeof err_state.message, message);
-    copy_field(err_state.detail, sizeof err_state.detail, detail);
-    copy_field(err_state.hint, sizeof err_state.hint, hint);
+    duet_error_state next;
+    next.code = code;
+    copy_field(next.sqlstate, sizeof next.sqlstate, sqlstate);
+    copy_field(next.message, sizeof next.message, message);
+    copy_field(next.detail, sizeof next.detail, detail);
+    copy_field(next.hint, sizeof next.hint, hint);
+    err_state = next;
     return code;
 }
 

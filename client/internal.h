@@ -26,7 +26,7 @@
 /* Sets the calling thread's error (clearing SQLSTATE, detail and hint); returns code. */
 duet_status duet__err(duet_status code, const char *fmt, ...) DUET_PRINTF(2, 3);
 
-/* Sets every field; NULL strings become "".  Returns code. */
+/* Sets every field; NULL strings become "", and they may be the current error's own. */
 duet_status duet__err_full(duet_status code, const char *sqlstate, const char *message,
                            const char *detail, const char *hint);
 

@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -807,8 +808,8 @@ static duet_status setup_sqlite(duet_db *db) {
         if (st != DUET_OK) return connect_error(db, st);
         return DUET_OK;
     }
-    /* journal_mode (WAL) is a property of the file: set it on the first connection only. */
-    if (cfg->journal_mode) {
+    /* WAL, unlike the other journal modes, is a property of the file: set it once. */
+    if (cfg->journal_mode && strcasecmp(cfg->journal_mode, "WAL") == 0) {
         db->cfg_nowal = duet__config_copy(cfg);
         if (!db->cfg_nowal) return duet__err(DUET_ERR_NO_MEMORY, "out of memory");
         free(db->cfg_nowal->journal_mode);

@@ -9,12 +9,14 @@
  * also when it fails, so the caller's bookkeeping cannot drift from ours.
  *
  * force_rollback runs everything on one connection inside one outer
- * transaction.  On PostgreSQL with the duet extension installed, the
- * server's test session (duet.test_begin) maps the program's BEGIN/COMMIT/
- * ROLLBACK onto savepoints itself and we only send ROLLBACK after a failed
- * statement; otherwise we do it here: BEGIN once, the program's levels
- * become savepoints, and a statement outside a program transaction runs in
- * its own savepoint so that an error loses only that statement.
+ * transaction.  On PostgreSQL with the duet extension installed, that is
+ * the server's test session (duet.test_begin), which maps the program's
+ * BEGIN/COMMIT/ROLLBACK onto savepoints itself; otherwise we do it here:
+ * BEGIN once, and the program's levels become savepoints.  Either way a
+ * statement outside a program transaction runs in a level of its own
+ * (a savepoint, or BEGIN/COMMIT in the server session), so that an error
+ * loses only that statement, and a thread's program transaction keeps the
+ * connection to itself until it ends, so threads do not interleave levels.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,6 +28,27 @@
 #define FR_STMT_SAVEPOINT "duet_stmt"
 
 static bool is_pg(const duet_conn *c) { return c->ops == &duet__pg_ops; }
+
+/* The caller's error, kept across clean-up work that may set its own. */
+typedef struct err_copy {
+    duet_status code;
+    char sqlstate[6], message[1024], detail[1024], hint[1024];
+} err_copy;
+
+static void err_keep(err_copy *e) {
+    e->code = duet_errcode();
+    snprintf(e->sqlstate, sizeof e->sqlstate, "%s", duet_errsqlstate());
+    snprintf(e->message, sizeof e->message, "%s", duet_errmsg());
+    snprintf(e->detail, sizeof e->detail, "%s", duet_errdetail());
+    snprintf(e->hint, sizeof e->hint, "%s", duet_errhint());
+}
+
+static void err_put_back(const err_copy *e) {
+    if (e->code == DUET_OK)
+        duet__err_clear();
+    else
+        duet__err_full(e->code, e->sqlstate, e->message, e->detail, e->hint);
+}
 
 /* Runs a and then b; one round trip on PostgreSQL. */
 static duet_status exec2(duet_conn *c, const char *a, const char *b) {
@@ -208,15 +231,10 @@ duet_status duet_atomic_with(duet_db *db, duet_isolation isolation, unsigned fla
         if (st == DUET_OK) {
             st = duet_commit(db);
         } else {
-            /* keep fn's error: the rollback's own outcome matters less */
-            duet_status code = duet_errcode();
-            char msg[1024], state[6], detail[1024], hint[1024];
-            snprintf(msg, sizeof msg, "%s", duet_errmsg());
-            snprintf(state, sizeof state, "%s", duet_errsqlstate());
-            snprintf(detail, sizeof detail, "%s", duet_errdetail());
-            snprintf(hint, sizeof hint, "%s", duet_errhint());
+            err_copy e; /* fn's error is the one to report, not the rollback's */
+            err_keep(&e);
             duet_rollback(db);
-            duet__err_full(code, state, msg, detail, hint);
+            err_put_back(&e);
         }
         if (st != DUET_ERR_SERIALIZATION || !outermost || attempt >= max_retries) return st;
         duet__log(DUET_LOG_INFO, duet_db_name(db), "retrying a transaction (%s)", duet_errmsg());
@@ -337,12 +355,8 @@ static void fr_stmt_finish(duet_conn *c, duet_status status) {
 
 void duet__fr_stmt_leave(duet_db *db, duet_conn *c, duet_status status) {
     duet_txn_info *t = duet__conn_txn(c);
-    duet_status code = duet_errcode();
-    char msg[1024], state[6], detail[1024], hint[1024];
-    snprintf(msg, sizeof msg, "%s", duet_errmsg());
-    snprintf(state, sizeof state, "%s", duet_errsqlstate());
-    snprintf(detail, sizeof detail, "%s", duet_errdetail());
-    snprintf(hint, sizeof hint, "%s", duet_errhint());
+    err_copy e; /* the statement's outcome is what the caller sees */
+    err_keep(&e);
     if (t->fr_stmt) {
         /* a failed statement can leave PostgreSQL aborted even when status is OK (iterate) */
         bool failed = status != DUET_OK || c->ops->txn_state(c->raw) == DUET_TXN_FAILED;
@@ -356,8 +370,5 @@ void duet__fr_stmt_leave(duet_db *db, duet_conn *c, duet_status status) {
                   "force_rollback: a statement ended the outer transaction; opening a new one");
         c->ops->exec_simple(c->raw, "BEGIN");
     }
-    if (code == DUET_OK)
-        duet__err_clear();
-    else
-        duet__err_full(code, state, msg, detail, hint);
+    err_put_back(&e);
 }

@@ -256,15 +256,15 @@ ts_check_alive(bool raise)
 /*
  * duet.test_begin(restore_sequences boolean DEFAULT false) RETURNS void
  *
- * Opens the outer transaction block of a test session.  It must be the only
- * statement of its query string and run outside any transaction block,
- * because the block it opens must be the one the client's next statements
- * run in.
+ * Opens the outer transaction block of a test session (a null argument
+ * means false).  It must be the only statement of its query string and run
+ * outside any transaction block, because the block it opens must be the one
+ * the client's next statements run in.
  */
 Datum
 duet_test_begin(PG_FUNCTION_ARGS)
 {
-	bool		restore = PG_GETARG_BOOL(0);
+	bool		restore = !PG_ARGISNULL(0) && PG_GETARG_BOOL(0);
 
 	ts_own_error = true;
 	if (ts_check_alive(false))
@@ -627,7 +627,9 @@ ts_ExecutorStart(QueryDesc *queryDesc, int eflags)
  * anywhere.  The caller of parse analysis switches back afterwards to the
  * memory context that was current at the start of the command, which is the
  * innermost level's: a chunk is left in it so that the release keeps it
- * (an empty one would be freed) until the block ends.
+ * (an empty one would be freed) until the block ends.  That context (a few
+ * kilobytes) is what a merging BEGIN leaves behind until test_end, where
+ * each level used to stay open as a whole subtransaction.
  */
 static void
 ts_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
@@ -662,9 +664,10 @@ ts_post_parse_analyze(ParseState *pstate, Query *query, JumbleState *jstate)
 		MemoryContext oldcxt = CurrentMemoryContext;
 
 		ts_top_reusable = false;
+		/* the innermost level's context is the one our caller returns to */
+		(void) MemoryContextAlloc(CurTransactionContext, 1);
 		while (ts_levels > 0)
 		{
-			(void) MemoryContextAlloc(CurTransactionContext, 1);
 			ReleaseCurrentSubTransaction();
 			ts_levels--;
 		}
@@ -863,9 +866,14 @@ ts_transaction_stmt(TransactionStmt *stmt, QueryCompletion *qc,
 			ts_check_savepoint_name(stmt->savepoint_name);
 			ts_next_ProcessUtility(pstmt, queryString, readOnlyTree, context,
 								   params, queryEnv, dest, qc);
-			ts_savepoints = lcons(MemoryContextStrdup(TopMemoryContext,
-													  stmt->savepoint_name),
-								  ts_savepoints);
+			{
+				/* the list outlives the statement, like the names in it */
+				MemoryContext oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+
+				ts_savepoints = lcons(pstrdup(stmt->savepoint_name),
+									  ts_savepoints);
+				MemoryContextSwitchTo(oldcxt);
+			}
 			break;
 
 		case TRANS_STMT_RELEASE:

@@ -1189,9 +1189,12 @@ duet_build_upsert_sql(StringInfo sql, void *arg)
 			DuetColumn *col = &rel->cols[spec->cols->att[i] - 1];
 
 			appendStringInfo(sql, "%su.c%d", i > 0 ? ", " : "", i + 1);
+			/* qualified: the plan is parsed again under the next search_path */
 			if (col->as_text)
 				appendStringInfo(sql, "::%s",
-								 format_type_with_typemod(col->typid, col->typmod));
+								 format_type_extended(col->typid, col->typmod,
+													  FORMAT_TYPE_TYPEMOD_GIVEN |
+													  FORMAT_TYPE_FORCE_QUALIFY));
 		}
 		appendStringInfoString(sql, " FROM ROWS FROM (");
 		for (i = 0; i < spec->cols->n; i++)

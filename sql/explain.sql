@@ -32,6 +32,25 @@ BEGIN
     EXECUTE 'EXPLAIN (FORMAT JSON) SELECT count(*) FROM orders WHERE customer = 3' INTO theirs;
     RAISE NOTICE 'same plan as EXPLAIN: %', mine = theirs::jsonb;
 END $$;
+-- also with quotes, backslashes, non-ASCII and control characters in the
+-- plan's text (EXPLAIN's JSON is read straight into jsonb, \u escapes and
+-- very deep plans through jsonb_in)
+DO $$
+DECLARE
+    q text;
+    theirs json;
+BEGIN
+    SET LOCAL join_collapse_limit = 1;
+    FOREACH q IN ARRAY ARRAY[
+        $q$SELECT * FROM orders WHERE customer::text = 'a"b\c' || E'\t' || 'é€' || E'\x01'$q$,
+        $q$SELECT * FROM orders WHERE customer::text = 'a"b\c' || E'\t\n' || 'é€'$q$,
+        'SELECT 1 FROM orders o0' || (SELECT string_agg(format(' JOIN orders o%s ON o%s.id = o%s.id', i, i, i - 1), '')
+                                       FROM generate_series(1, 35) i)]
+    LOOP
+        EXECUTE 'EXPLAIN (FORMAT JSON) ' || q INTO theirs;
+        RAISE NOTICE 'same plan as EXPLAIN: %', duet.explain(q) = theirs::jsonb;
+    END LOOP;
+END $$;
 
 -- parameters: types come from the query, values are bound
 SELECT p->0->'Plan'->>'Node Type' AS node, (p->0->'Plan'->>'Actual Rows')::int AS actual_rows

@@ -248,6 +248,10 @@ COMMIT;
 
 -- sequences: restored by test_end when test_begin asks for it
 SELECT nextval('ts_seq');
+-- a null argument still starts the session (it means false)
+SELECT duet.test_begin(NULL);
+SELECT active, restore_sequences FROM duet.test_session();
+SELECT duet.test_end();
 SELECT duet.test_begin(restore_sequences => true);
 SELECT restore_sequences FROM duet.test_session();
 SELECT nextval('ts_seq'), nextval('ts_seq');

@@ -81,7 +81,7 @@ SELECT "row"->'attrs' AS attrs, "row"->'tags' AS tags
 CREATE TYPE tagged AS (n int, label text, tags text[]);
 CREATE TABLE shapes (id int PRIMARY KEY, t tagged, ts tagged[], js jsonb[]);
 SELECT "row" FROM duet.upsert('shapes',
-    '{"id": 1, "t": {"n": 1, "label": "a \\"b\\" \\\\ c", "tags": ["x", null]},
+    '{"id": 1, "t": {"n": 1, "label": "a \"b\" \\ c", "tags": ["x", null]},
       "ts": [{"n": 2}, null, {"label": "only a label"}], "js": ["s", {"k": 1}, 2]}');
 SELECT "row" = (SELECT "row" || '{"id": 2}' FROM shapes s, to_jsonb(s) AS "row" WHERE id = 1)
        AS same_row
@@ -90,6 +90,15 @@ SELECT t, ts FROM shapes ORDER BY id;
 SELECT ordinality, "row"->'t' AS t, inserted
   FROM duet.upsert_many('shapes', '[{"id": 3, "t": {"n": 3}}, {"id": 1, "t": "(4,four,)"}]');
 SELECT * FROM duet.upsert('shapes', '{"id": 5, "t": {"n": "five"}}');
+-- the cached bulk statement names the column types with their schema, so
+-- it still parses under a search_path that does not reach them
+SELECT ordinality, "row"->'t' AS t FROM duet.upsert_many('shapes', '[{"id": 6, "t": {"n": 6}}]');
+SET search_path = public;
+SELECT ordinality, "row"->'t' AS t
+  FROM duet.upsert_many('duet_ups.shapes', '[{"id": 6, "t": {"n": 7}}]');
+SET search_path = duet_ups, public;
+DROP TABLE shapes;
+DROP TYPE tagged;
 
 -- NULL arguments
 SELECT duet.upsert(NULL, '{"id": 1}') IS NULL AS null_table,

@@ -4,10 +4,13 @@
 -- schema; functions that ordinary roles must not run are revoked one by one.
 GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 
+-- Not STRICT: a strict function called with NULL would return without
+-- starting the session, and the test's writes would then be committed.
+-- A null restore_sequences means false.
 CREATE FUNCTION test_begin(restore_sequences boolean DEFAULT false)
 RETURNS void
 AS 'MODULE_PATHNAME', 'duet_test_begin'
-LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+LANGUAGE C CALLED ON NULL INPUT VOLATILE PARALLEL UNSAFE;
 
 COMMENT ON FUNCTION test_begin(boolean) IS
 'starts a force-rollback test session on this connection; with restore_sequences, test_end puts sequences back';

@@ -237,7 +237,7 @@ static void bench_select_only(const char *pgbench_url, const char *pgbench_cmd, 
     printf("  duet 8 threads, pool of 4    %9.0f tps   ratio %.3f vs simple (goal >= 0.95), "
            "%.3f vs extended\n",
            median(ours, R), median(r_simple, R), median(r_ext, R));
-    printf("  raw libpq, 4 threads x own connection %6.0f tps   duet's ratio %.3f\n", median(raw, R),
+    printf("  raw libpq, 4 threads, 4 conns %8.0f tps   duet's ratio %.3f\n", median(raw, R),
            median(r_raw, R));
     printf("  acquire wait p50 %.3f ms, p99 %.3f ms, max %.3f ms; timeouts %llu\n", s.wait_p50_ms,
            s.wait_p99_ms, s.wait_max_ms, (unsigned long long)s.timeouts);

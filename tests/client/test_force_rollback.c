@@ -158,24 +158,36 @@ static void test_url_option(void **state) {
     assert_int_equal(insert(db, 1), DUET_ERR_INTEGRITY); /* loses only this statement */
     assert_int_equal(sum_ids(db), 3);
     assert_duet_ok(insert(db, 8));
-    /* nesting inside the program's transaction */
-    assert_duet_ok(duet_begin(db));
-    assert_duet_ok(insert(db, 16));
-    assert_duet_ok(duet_begin(db));
-    assert_int_equal(duet_txn_depth(db), 2);
-    assert_duet_ok(insert(db, 32));
-    assert_duet_ok(duet_rollback(db));
-    assert_duet_ok(duet_commit(db));
-    assert_int_equal(duet_txn_depth(db), 0);
-    assert_int_equal(sum_ids(db), 27);
     /* an error inside the program's transaction fails that transaction, as usual */
     assert_duet_ok(duet_begin(db));
     assert_duet_ok(insert(db, 64));
     assert_int_equal(insert(db, 64), DUET_ERR_INTEGRITY);
     assert_duet_ok(duet_rollback(db));
-    assert_int_equal(sum_ids(db), 27);
+    assert_int_equal(duet_txn_depth(db), 0);
+    assert_int_equal(sum_ids(db), 11);
     assert_int_equal(count(f->check), 0);
     close_fr(f); /* rolls everything back */
+    assert_int_equal(count(f->check), 0);
+}
+
+/* The program's nested transactions: savepoints inside its savepoint (or server level). */
+static void test_nested(void **state) {
+    fixture *f = *state;
+    duet_db *db = open_fr(f, "force_rollback=true&min_connections=0");
+    assert_duet_ok(duet_begin(db));
+    assert_duet_ok(insert(db, 1));
+    assert_duet_ok(duet_begin(db));
+    assert_int_equal(duet_txn_depth(db), 2);
+    assert_duet_ok(insert(db, 2));
+    assert_duet_ok(duet_rollback(db)); /* only 2 goes */
+    assert_duet_ok(duet_begin(db));
+    assert_duet_ok(insert(db, 4));
+    assert_duet_ok(duet_commit(db));
+    assert_duet_ok(duet_commit(db));
+    assert_int_equal(duet_txn_depth(db), 0);
+    assert_int_equal(sum_ids(db), 5);
+    assert_int_equal(count(f->check), 0);
+    close_fr(f);
     assert_int_equal(count(f->check), 0);
 }
 
@@ -266,6 +278,7 @@ int main(void) {
     alarm(TEST_WATCHDOG_SECONDS); /* a hang fails this binary instead of the whole suite */
     const struct CMUnitTest tests[] = {
         ALL(test_url_option),
+        ALL(test_nested),
         ALL(test_runtime_switch),
         ALL(test_ddl_rolled_back),
         ALL(test_threads_share_session),

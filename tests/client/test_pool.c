@@ -204,24 +204,43 @@ static void test_connect_error_named(void **state) {
     free(url);
 }
 
+/* Pool events arrive through the log callback. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_seen[4096];
+
+static void capture_log(void *arg, duet_log_level level, const char *name, const char *line) {
+    (void)arg, (void)level;
+    pthread_mutex_lock(&log_mu);
+    size_t n = strlen(log_seen);
+    snprintf(log_seen + n, sizeof log_seen - n, "[%s] %s\n", name, line);
+    pthread_mutex_unlock(&log_mu);
+}
+
 /* ------------------------------------------------------------------ */
 /* max_lifetime, idle_timeout, test_before_acquire                     */
 /* ------------------------------------------------------------------ */
 
 static void test_max_lifetime(void **state) {
     (void)state;
-    char *url = test_pg_url_with("max_connections=1&min_connections=0&max_lifetime=0.3");
+    char *url = test_pg_url_with("max_connections=1&min_connections=0&max_lifetime=1");
     duet_db *db;
+    log_seen[0] = '\0';
+    duet_set_log(capture_log, NULL, DUET_LOG_INFO);
     assert_duet_ok(duet_open(url, &db));
     int64_t pid1 = test_int(db, "SELECT pg_backend_pid()");
     assert_int_equal(test_int(db, "SELECT pg_backend_pid()"), pid1); /* reused while young */
     /* held across its lifetime: it is not closed under its user... */
     assert_duet_ok(duet_acquire(db));
-    test_sleep_ms(450);
+    test_sleep_ms(1200);
     assert_int_equal(test_int(db, "SELECT pg_backend_pid()"), pid1);
     assert_duet_ok(duet_release(db)); /* ...but retired when returned */
     int64_t pid2 = test_int(db, "SELECT pg_backend_pid()");
     assert_true(pid2 != pid1);
+    duet_set_log(NULL, NULL, DUET_LOG_DEBUG);
+    pthread_mutex_lock(&log_mu);
+    bool logged = strstr(log_seen, "[default] connection closed (max_lifetime)") != NULL;
+    pthread_mutex_unlock(&log_mu);
+    if (!logged) fail_msg("no retirement in the log: %s", log_seen);
     duet_pool_stats s;
     duet_pool_stats_get(db, &s);
     assert_true(s.closed >= 1);
@@ -256,7 +275,7 @@ static void wait_for_size(duet_db *db, size_t n, double max_ms) {
 
 static void test_idle_timeout(void **state) {
     (void)state;
-    char *url = test_pg_url_with("max_connections=4&min_connections=1&idle_timeout=0.2");
+    char *url = test_pg_url_with("max_connections=4&min_connections=1&idle_timeout=0.5");
     duet_db *db;
     assert_duet_ok(duet_open(url, &db));
     assert_int_equal(pool_size(db), 1); /* min_connections opened up front */
@@ -268,8 +287,8 @@ static void test_idle_timeout(void **state) {
     for (int i = 0; i < 3; i++) pthread_join(th[i], NULL);
     pthread_barrier_destroy(&barrier);
     assert_int_equal(pool_size(db), 3);
-    wait_for_size(db, 1, 3000); /* back down to min_connections, not below */
-    test_sleep_ms(300);
+    wait_for_size(db, 1, 5000); /* back down to min_connections, not below */
+    test_sleep_ms(700);
     assert_int_equal(pool_size(db), 1);
     duet_close(db);
     free(url);
@@ -347,18 +366,6 @@ static void test_dirty_connection_rolled_back(void **state) {
 /* ------------------------------------------------------------------ */
 /* Leak warnings, hand-off, misuse                                     */
 /* ------------------------------------------------------------------ */
-
-static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
-static char log_seen[4096];
-
-static void capture_log(void *arg, duet_log_level level, const char *name, const char *line) {
-    (void)arg;
-    if (level < DUET_LOG_WARNING) return;
-    pthread_mutex_lock(&log_mu);
-    size_t n = strlen(log_seen);
-    snprintf(log_seen + n, sizeof log_seen - n, "[%s] %s\n", name, line);
-    pthread_mutex_unlock(&log_mu);
-}
 
 static void test_leak_warning(void **state) {
     (void)state;

@@ -8,14 +8,29 @@
  * runs tests/pgcluster.sh down / up on that cluster.
  */
 #include <pthread.h>
+#include <stdbool.h>
 
 #include "testutil.h"
 
-static void cluster(const char *action) {
+static bool cluster_down; /* so that teardown brings it back even when the test fails */
+
+static int cluster_run(const char *action) {
     const char *root = getenv("DUET_ROOT"), *dir = getenv("DUET_PGDIR");
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "'%s/tests/pgcluster.sh' %s '%s'", root, action, dir);
-    if (system(cmd) != 0) fail_msg("%s failed", cmd);
+    int rc = system(cmd);
+    if (rc == 0) cluster_down = strcmp(action, "down") == 0;
+    return rc;
+}
+
+static void cluster(const char *action) {
+    if (cluster_run(action) != 0) fail_msg("pgcluster.sh %s failed", action);
+}
+
+static int teardown(void **state) {
+    (void)state;
+    if (cluster_down) cluster_run("up"); /* the suites after this one need the server */
+    return 0;
 }
 
 typedef struct query_arg {
@@ -83,7 +98,7 @@ static void test_server_restart(void **state) {
 int main(void) {
     alarm(TEST_WATCHDOG_SECONDS); /* a hang fails this binary instead of the whole suite */
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_server_restart),
+        cmocka_unit_test_teardown(test_server_restart, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

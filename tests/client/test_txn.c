@@ -283,6 +283,54 @@ static void test_sqlite_immediate(void **state) {
     duet_close(other);
 }
 
+typedef struct writer_arg {
+    duet_db *db;
+    int base;
+    int failures;
+    char error[256];
+} writer_arg;
+
+/* Reads then writes: the pattern that deadlocks two DEFERRED SQLite writers. */
+static duet_status read_then_insert(duet_db *db, void *p) {
+    int *id = p;
+    duet_result *r = NULL;
+    duet_status st = duet_fetch_val(db, "SELECT count(*) FROM txn_t", NULL, 0, &r);
+    duet_result_free(r);
+    if (st != DUET_OK) return st;
+    duet_params *params = duet_params_new();
+    duet_bind_int64(params, "id", *id);
+    st = duet_execute(db, "INSERT INTO txn_t (id, v) VALUES (:id, 0)", params, NULL, NULL);
+    duet_params_free(params);
+    return st;
+}
+
+static void *writer_thread(void *p) {
+    writer_arg *a = p;
+    for (int i = 0; i < 25; i++) {
+        int id = a->base + i;
+        if (duet_atomic(a->db, read_then_insert, &id) != DUET_OK && a->failures++ == 0)
+            snprintf(a->error, sizeof a->error, "%s", duet_errmsg());
+    }
+    return NULL;
+}
+
+static void test_sqlite_concurrent_writers(void **state) {
+    engine *e = *state;
+    engine_open(e, "min_connections=0&max_connections=4");
+    pthread_t th[8];
+    writer_arg args[8];
+    for (int i = 0; i < 8; i++) {
+        args[i] = (writer_arg){.db = e->db, .base = 1000 * (i + 1)};
+        pthread_create(&th[i], NULL, writer_thread, &args[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        if (args[i].failures)
+            fail_msg("writer %d: %d failures: %s", i, args[i].failures, args[i].error);
+    }
+    assert_int_equal(count(e->check), 200);
+}
+
 /* ------------------------------------------------------------------ */
 /* transaction_timeout                                                 */
 /* ------------------------------------------------------------------ */
@@ -382,6 +430,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_pg_atomic_retry, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_pg_select_for_update, setup_pg, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_immediate, setup_sqlite, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_concurrent_writers, setup_sqlite, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

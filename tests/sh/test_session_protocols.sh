@@ -44,6 +44,32 @@ SELECT 1/0;
 SELECT duet.test_end();
 SQL
 
+# a program that only rolls back, with writes in between: the next BEGIN
+# merges the levels a ROLLBACK leaves (when it is parsed: prepared BEGINs
+# executed again keep the older nesting); what the program sees is the same
+cat >"$work/rollback_loop.sql" <<'SQL'
+SELECT duet.test_begin();
+BEGIN;
+INSERT INTO t VALUES (1);
+ROLLBACK;
+INSERT INTO t VALUES (2);
+BEGIN;
+INSERT INTO t VALUES (3);
+ROLLBACK;
+INSERT INTO t VALUES (4);
+BEGIN;
+INSERT INTO t VALUES (5);
+ROLLBACK;
+BEGIN;
+INSERT INTO t VALUES (6);
+COMMIT;
+SELECT count(*) AS n, sum(id) AS s FROM t \gset
+\if :n != 3 or :s != 12
+SELECT 1/0;
+\endif
+SELECT duet.test_end();
+SQL
+
 cat >"$work/late_begin.sql" <<'SQL'
 \startpipeline
 SELECT 1;
@@ -67,6 +93,9 @@ expect_ok() { # mode script
 
 for mode in simple extended prepared; do
     expect_ok $mode "$work/session.sql"
+done
+for mode in simple extended prepared; do
+    expect_ok $mode "$work/rollback_loop.sql"
 done
 expect_ok extended "$work/pipeline.sql"
 expect_ok prepared "$work/pipeline.sql"
