@@ -8,7 +8,8 @@
 #   make demo       the README quickstart on SQLite (DUET_PG_URL=... for PostgreSQL)
 #   make bench      benchmarks, printed as ratios against a baseline
 #   make fuzz       libFuzzer targets, FUZZ_SECONDS each (default 60)
-#   make install    client parts under PREFIX/DESTDIR, the extension through PGXS
+#   make install    client parts and the SQLite extension (PREFIX/lib/duet/duet.so)
+#                   under PREFIX and DESTDIR, the PostgreSQL extension through PGXS
 
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 60
@@ -53,6 +54,8 @@ fuzz: client
 
 install: all
 	$(MAKE) -C client install PREFIX=$(PREFIX) DESTDIR=$(DESTDIR)
+	install -d $(DESTDIR)$(PREFIX)/lib/duet
+	install -m 755 sqlite_ext/duet.so $(DESTDIR)$(PREFIX)/lib/duet/duet.so
 	$(MAKE) -C pg_ext install DESTDIR=$(DESTDIR)
 
 clean:
