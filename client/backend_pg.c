@@ -1,17 +1,20 @@
 /*
  * backend_pg.c — the PostgreSQL backend (libpq) behind duet_backend_ops.
  *
- * Every statement goes through PQexecParams / PQsendQueryParams with the
- * unnamed statement: never SQL PREPARE, never a named prepared statement,
- * so a connection behind PgBouncer in transaction mode works by
- * construction.  Values are sent as text (bytes as binary), typed int8,
- * float8, bool or bytea when bound as such and "unknown" otherwise so the
- * server infers the type from the context.
+ * Statements go through PQexecParams / PQsendQueryParams with the unnamed
+ * statement, never SQL PREPARE.  The one exception is execute_many, which
+ * prepares a protocol-level named statement once (PQsendPrepare) and binds
+ * it per row, unless the URL says pooler=transaction: behind PgBouncer in
+ * transaction mode a named statement may not exist on the next server
+ * connection, so there every row stays unnamed.  Values are sent as text
+ * (bytes as binary), typed int8, float8, bool or bytea when bound as such
+ * and "unknown" otherwise so the server infers the type from the context.
  *
  * duet_iterate uses single-row mode (one row in memory at a time);
- * execute_many uses pipeline mode (one PQsendQueryParams per row, a sync
- * every BATCH rows), so 100,000 inserts cost a few round trips instead of
- * 100,000.  Errors carry the server's message, SQLSTATE, detail and hint.
+ * execute_many uses pipeline mode (a sync every BATCH rows, one batch in
+ * flight while the previous one is read), so 100,000 inserts cost a few
+ * round trips instead of 100,000.  Errors carry the server's message,
+ * SQLSTATE, detail and hint.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -31,10 +34,31 @@
 #define BATCH 1000
 /* Parameters handled without malloc. */
 #define SMALL_ARGS 16
+/*
+ * Named statements execute_many keeps per connection.  libpq 15 cannot
+ * close one (no protocol Close) and SQL DEALLOCATE is off limits, so a
+ * statement lives as long as its connection: the cache is bounded, and once
+ * full, new SQL runs unnamed rather than piling statements on the server.
+ */
+#define STMT_CACHE 32
+/* Below this many rows a new statement saves too little to take a cache slot. */
+#define MIN_PREPARED_ROWS 16
+
+/* A named statement execute_many prepared on this connection. */
+typedef struct pg_stmt {
+    char *sql;
+    Oid *types; /* the parameter types it was prepared with: rows must match */
+    size_t ntypes;
+    char name[32];
+} pg_stmt;
 
 typedef struct pg_conn {
     PGconn *conn;
-    PGcancel *cancel; /* for interrupt, from any thread */
+    PGcancel *cancel;  /* for interrupt, from any thread */
+    bool unnamed_only; /* pooler=transaction: never a named statement */
+    pg_stmt stmts[STMT_CACHE];
+    size_t nstmts;
+    unsigned long next_stmt; /* names are never reused: a failed one may still exist */
 } pg_conn;
 
 typedef struct pg_cursor {
@@ -129,6 +153,7 @@ static duet_status pg_connect(const duet_config *cfg, void **raw) {
     }
     PQsetNoticeProcessor(pc->conn, on_notice, NULL);
     pc->cancel = PQgetCancel(pc->conn);
+    pc->unnamed_only = cfg->pool.pooler_transaction;
     *raw = pc;
     return DUET_OK;
 }
@@ -136,6 +161,7 @@ static duet_status pg_connect(const duet_config *cfg, void **raw) {
 static void pg_disconnect(void *raw) {
     pg_conn *pc = raw;
     if (!pc) return;
+    for (size_t i = 0; i < pc->nstmts; i++) free(pc->stmts[i].sql), free(pc->stmts[i].types);
     PQfreeCancel(pc->cancel);
     PQfinish(pc->conn);
     free(pc);
@@ -290,29 +316,34 @@ static duet_status pg_query(void *raw, const char *sql, const duet_value *const 
 
 typedef struct pipeline {
     PGconn *conn;
-    size_t results; /* query results read so far: 0 is BEGIN, 1..n the rows */
+    size_t results;   /* results read so far: 0 is BEGIN, then the prepare if any, then rows */
+    size_t first_row; /* the result index of row 0: 1, or 2 after a prepare */
+    size_t syncs;     /* sent and not read yet */
     int64_t affected;
     bool failed;
-    bool saved; /* an error was recorded */
+    bool saved;    /* an error was recorded */
+    bool prepared; /* the named statement's Parse succeeded */
 } pipeline;
 
 static void record_failure(pipeline *p, PGresult *res) {
     if (p->saved) return;
     result_error(p->conn, res);
     if (p->results >= 1) {
+        /* A failed prepare is where row 0's own Parse would have failed. */
+        size_t row = p->results < p->first_row ? 0 : p->results - p->first_row;
         /* Copies first: duet__err_full must not read the buffers it writes. */
         char state[6], msg[1024], hint[1024], detail[1100];
         snprintf(state, sizeof state, "%s", duet_errsqlstate());
         snprintf(msg, sizeof msg, "%s", duet_errmsg());
         snprintf(hint, sizeof hint, "%s", duet_errhint());
         snprintf(detail, sizeof detail, "%s%sexecute_many: row %zu failed.", duet_errdetail(),
-                 duet_errdetail()[0] ? " " : "", p->results - 1);
+                 duet_errdetail()[0] ? " " : "", row);
         duet__err_full(duet_errcode(), state, msg, detail, hint);
     }
     p->saved = true;
 }
 
-/* Reads results up to and including the next sync. */
+/* Reads results up to and including the next sync (one must be outstanding). */
 static duet_status pipeline_drain(pipeline *p) {
     for (;;) {
         PGresult *res = PQgetResult(p->conn);
@@ -326,9 +357,12 @@ static duet_status pipeline_drain(pipeline *p) {
         ExecStatusType s = PQresultStatus(res);
         if (s == PGRES_PIPELINE_SYNC) {
             PQclear(res);
+            p->syncs--;
             return p->failed ? duet_errcode() : DUET_OK;
         }
-        if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
+        if (s == PGRES_COMMAND_OK && p->first_row == 2 && p->results == 1) {
+            p->prepared = true;
+        } else if (s == PGRES_COMMAND_OK || s == PGRES_TUPLES_OK) {
             p->affected += changed_rows(res);
         } else if (s != PGRES_PIPELINE_ABORTED) {
             p->failed = true;
@@ -339,40 +373,137 @@ static duet_status pipeline_drain(pipeline *p) {
     }
 }
 
+static duet_status send_sync(pipeline *p) {
+    if (!PQpipelineSync(p->conn)) return conn_error(p->conn, NULL);
+    p->syncs++;
+    return DUET_OK;
+}
+
 static duet_status send_simple(pipeline *p, const char *sql) {
     if (!PQsendQueryParams(p->conn, sql, 0, NULL, NULL, NULL, NULL, 0)) return conn_error(p->conn, NULL);
     return DUET_OK;
 }
 
-static duet_status send_rows(pipeline *p, const char *sql, const duet_value *const *const *rows,
-                             size_t nrows, size_t nvals, pg_args *a) {
+/*
+ * Rows whose types differ from the statement's (a NULL where the first row
+ * had a number, say) go unnamed: the server then infers their types exactly
+ * as it always did, instead of reading them as the first row's types.
+ */
+static bool stmt_fits(const pg_stmt *stmt, const pg_args *a, size_t nvals) {
+    return stmt && stmt->ntypes == nvals &&
+           (nvals == 0 || !memcmp(stmt->types, a->types, nvals * sizeof *a->types));
+}
+
+static duet_status send_rows(pipeline *p, const char *sql, const pg_stmt *stmt,
+                             const duet_value *const *const *rows, size_t nrows, size_t nvals,
+                             pg_args *a) {
     duet_status st = DUET_OK;
     for (size_t i = 0; i < nrows && st == DUET_OK; i++) {
         args_fill(a, rows[i], nvals);
-        if (!PQsendQueryParams(p->conn, sql, (int)nvals, a->types, a->values, a->lengths,
-                               a->formats, 0))
-            return conn_error(p->conn, NULL);
+        int sent = stmt_fits(stmt, a, nvals)
+                       ? PQsendQueryPrepared(p->conn, stmt->name, (int)nvals, a->values,
+                                             a->lengths, a->formats, 0)
+                       : PQsendQueryParams(p->conn, sql, (int)nvals, a->types, a->values,
+                                           a->lengths, a->formats, 0);
+        if (!sent) return conn_error(p->conn, NULL);
         if ((i + 1) % BATCH == 0 || i + 1 == nrows) {
-            if (!PQpipelineSync(p->conn)) return conn_error(p->conn, NULL);
-            st = pipeline_drain(p);
+            st = send_sync(p);
+            /*
+             * Read the batch before this one, not this one: the server runs
+             * this batch while we read and send, instead of both sides taking
+             * turns.  libpq reads while a send would block, so the two
+             * batches in flight cannot deadlock.
+             */
+            if (st == DUET_OK && p->syncs > 1) st = pipeline_drain(p);
         }
     }
     return st;
 }
 
-static duet_status pipeline_run(pipeline *p, const char *sql, const duet_value *const *const *rows,
-                                size_t nrows, size_t nvals, bool nested) {
+static duet_status pipeline_run(pipeline *p, const char *sql, const pg_stmt *stmt, bool prepare,
+                                const duet_value *const *const *rows, size_t nrows, size_t nvals,
+                                bool nested) {
     pg_args a;
     duet_status st = args_init(&a, nvals);
     if (st == DUET_OK) st = send_simple(p, nested ? "SAVEPOINT duet_many" : "BEGIN");
-    if (st == DUET_OK && nrows == 0 && !PQpipelineSync(p->conn)) st = conn_error(p->conn, NULL);
+    if (st == DUET_OK && prepare &&
+        !PQsendPrepare(p->conn, stmt->name, sql, (int)nvals, stmt->types))
+        st = conn_error(p->conn, NULL);
+    if (st == DUET_OK && nrows == 0) st = send_sync(p);
     if (st == DUET_OK && nrows == 0) st = pipeline_drain(p);
-    if (st == DUET_OK) st = send_rows(p, sql, rows, nrows, nvals, &a);
+    if (st == DUET_OK) st = send_rows(p, sql, stmt, rows, nrows, nvals, &a);
     if (st == DUET_OK) st = send_simple(p, nested ? "RELEASE SAVEPOINT duet_many" : "COMMIT");
-    if (st == DUET_OK && !PQpipelineSync(p->conn)) st = conn_error(p->conn, NULL);
-    if (st == DUET_OK) st = pipeline_drain(p);
+    if (st == DUET_OK) st = send_sync(p);
+    while (st == DUET_OK && p->syncs > 0) st = pipeline_drain(p);
     args_free(&a);
     return st;
+}
+
+/* One attempt, all or nothing: on failure everything it did is rolled back. */
+static duet_status many_once(pg_conn *pc, const char *sql, const pg_stmt *stmt, bool prepare,
+                             const duet_value *const *const *rows, size_t nrows, size_t nvals,
+                             bool nested, bool *prepared, int64_t *affected) {
+    if (!PQenterPipelineMode(pc->conn)) return conn_error(pc->conn, "cannot enter pipeline mode");
+    pipeline p = {.conn = pc->conn, .first_row = prepare ? 2 : 1};
+    duet_status st = pipeline_run(&p, sql, stmt, prepare, rows, nrows, nvals, nested);
+    if (st && PQstatus(pc->conn) == CONNECTION_OK && PQpipelineStatus(pc->conn) == PQ_PIPELINE_ON &&
+        send_sync(&p) == DUET_OK) {
+        p.saved = true; /* keep the first error: what is still in flight only follows it */
+        while (p.syncs > 0 && PQstatus(pc->conn) == CONNECTION_OK) pipeline_drain(&p);
+    }
+    PQexitPipelineMode(pc->conn);
+    if (st && PQstatus(pc->conn) == CONNECTION_OK &&
+        PQtransactionStatus(pc->conn) != PQTRANS_IDLE) {
+        /* Keep the caller's error; the rollback's own result does not matter. */
+        const char *undo = nested ? "ROLLBACK TO SAVEPOINT duet_many; RELEASE SAVEPOINT duet_many"
+                                  : "ROLLBACK";
+        PQclear(PQexec(pc->conn, undo));
+    }
+    *prepared = p.prepared;
+    if (st == DUET_OK && affected) *affected = p.affected;
+    return st;
+}
+
+/*
+ * The cached statement for sql with the first row's types, or a new one
+ * (*prepare set) when the batch is worth it and the cache has room.  NULL:
+ * every row goes unnamed.
+ */
+static pg_stmt *pick_statement(pg_conn *pc, const char *sql, const duet_value *const *row0,
+                               size_t nrows, size_t nvals, bool *prepare) {
+    *prepare = false;
+    if (pc->unnamed_only || nrows == 0) return NULL;
+    pg_args a;
+    if (args_init(&a, nvals) != DUET_OK) return args_free(&a), NULL; /* unnamed still works */
+    args_fill(&a, row0, nvals);
+    pg_stmt *found = NULL;
+    for (size_t i = 0; i < pc->nstmts && !found; i++)
+        if (stmt_fits(&pc->stmts[i], &a, nvals) && strcmp(pc->stmts[i].sql, sql) == 0)
+            found = &pc->stmts[i];
+    if (!found && nrows >= MIN_PREPARED_ROWS && pc->nstmts < STMT_CACHE) {
+        /* Filled in the free slot; it joins the cache only once the server accepts it. */
+        pg_stmt *s = &pc->stmts[pc->nstmts];
+        s->sql = strdup(sql);
+        s->types = malloc((nvals ? nvals : 1) * sizeof *s->types);
+        if (s->sql && s->types) {
+            memcpy(s->types, a.types, nvals * sizeof *s->types);
+            s->ntypes = nvals;
+            snprintf(s->name, sizeof s->name, "duet:many:%lu", ++pc->next_stmt);
+            found = s, *prepare = true;
+        } else {
+            free(s->sql), free(s->types);
+            s->sql = NULL, s->types = NULL;
+        }
+    }
+    args_free(&a);
+    return found;
+}
+
+static void stmt_forget(pg_conn *pc, pg_stmt *s) {
+    free(s->sql), free(s->types);
+    size_t i = (size_t)(s - pc->stmts);
+    if (i < pc->nstmts) pc->stmts[i] = pc->stmts[--pc->nstmts];
+    pc->stmts[pc->nstmts] = (pg_stmt){0};
 }
 
 static duet_status pg_query_many(void *raw, const char *sql, const duet_value *const *const *rows,
@@ -383,23 +514,26 @@ static duet_status pg_query_many(void *raw, const char *sql, const duet_value *c
         return duet__err(DUET_ERR_MISUSE,
                          "execute_many: the transaction is aborted; roll it back first");
     bool nested = ts == PQTRANS_INTRANS;
-    if (!PQenterPipelineMode(pc->conn)) return conn_error(pc->conn, "cannot enter pipeline mode");
-    pipeline p = {.conn = pc->conn};
-    duet_status st = pipeline_run(&p, sql, rows, nrows, nvals, nested);
-    if (st && PQstatus(pc->conn) == CONNECTION_OK && PQpipelineStatus(pc->conn) == PQ_PIPELINE_ON &&
-        PQpipelineSync(pc->conn)) {
-        pipeline q = {.conn = pc->conn, .saved = true};
-        pipeline_drain(&q); /* whatever is still in flight */
+    bool prepare, prepared;
+    pg_stmt *stmt = pick_statement(pc, sql, nrows ? rows[0] : NULL, nrows, nvals, &prepare);
+    duet_status st = many_once(pc, sql, stmt, prepare, rows, nrows, nvals, nested, &prepared,
+                               affected);
+    if (prepare && prepared) pc->nstmts++; /* prepared statements outlive a rollback */
+    else if (prepare) stmt_forget(pc, stmt);
+    /*
+     * A cached statement can go stale where an unnamed one cannot: DISCARD
+     * ALL or DEALLOCATE ALL drops it (26000), and DDL that changes what it
+     * returns makes the server refuse it (0A000, "cached plan must not
+     * change result type").  The batch was rolled back as a whole, so run
+     * it again unnamed: it then succeeds or fails exactly as it would have
+     * without the cache.
+     */
+    if (st && stmt && !prepare && PQstatus(pc->conn) == CONNECTION_OK &&
+        PQtransactionStatus(pc->conn) == ts &&
+        (!strcmp(duet_errsqlstate(), "26000") || !strcmp(duet_errsqlstate(), "0A000"))) {
+        stmt_forget(pc, stmt);
+        st = many_once(pc, sql, NULL, false, rows, nrows, nvals, nested, &prepared, affected);
     }
-    PQexitPipelineMode(pc->conn);
-    if (st && PQstatus(pc->conn) == CONNECTION_OK &&
-        PQtransactionStatus(pc->conn) != PQTRANS_IDLE) {
-        /* Keep the caller's error; the rollback's own result does not matter. */
-        const char *undo = nested ? "ROLLBACK TO SAVEPOINT duet_many; RELEASE SAVEPOINT duet_many"
-                                  : "ROLLBACK";
-        PQclear(PQexec(pc->conn, undo));
-    }
-    if (st == DUET_OK && affected) *affected = p.affected;
     return st;
 }
 

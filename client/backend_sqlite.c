@@ -3,8 +3,8 @@
  *
  * A connection is a sqlite3 handle opened with SQLITE_OPEN_URI, so that
  * pool.c can give every connection of a ":memory:" pool the same memdb
- * database ("file:/name?vfs=memdb").  Oxyde's pragmas are applied on every
- * new connection; journal_mode only when the config still carries it (pool.c
+ * database ("file:/name?vfs=memdb").  The extension=PATH library, if any,
+ * is loaded and then Oxyde's pragmas are applied on every new connection; journal_mode only when the config still carries it (pool.c
  * sets WAL on the first connection of a file, since it is stored in it).
  *
  * Values keep their SQLite storage class in results: integers, doubles and
@@ -78,6 +78,24 @@ static duet_status apply_pragmas(sqlite3 *db, const duet_config *cfg) {
     return rc == SQLITE_OK ? DUET_OK : sq_error(db, rc, false);
 }
 
+/*
+ * extension=PATH.  Loading is enabled for this one C call only (never for
+ * SQL's load_extension(), which would let any statement load code), and
+ * switched off again whatever happens.
+ */
+static duet_status load_extension(sqlite3 *db, const char *path) {
+    char *msg = NULL;
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 1, (int *)NULL);
+    int rc = sqlite3_load_extension(db, path, NULL, &msg);
+    sqlite3_db_config(db, SQLITE_DBCONFIG_ENABLE_LOAD_EXTENSION, 0, (int *)NULL);
+    duet_status st = DUET_OK;
+    if (rc != SQLITE_OK)
+        st = duet__err(DUET_ERR_CONFIG, "cannot load sqlite extension \"%s\": %s", path,
+                       msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return st;
+}
+
 static duet_status sq_connect(const duet_config *cfg, void **raw) {
     const char *name = cfg->sqlite_shared_name ? cfg->sqlite_shared_name : cfg->sqlite_path;
     if (!name) return duet__err(DUET_ERR_CONFIG, "sqlite: no database path");
@@ -92,7 +110,8 @@ static duet_status sq_connect(const duet_config *cfg, void **raw) {
         return st;
     }
     sqlite3_extended_result_codes(db, 1);
-    duet_status st = apply_pragmas(db, cfg);
+    duet_status st = cfg->sqlite_extension ? load_extension(db, cfg->sqlite_extension) : DUET_OK;
+    if (st == DUET_OK) st = apply_pragmas(db, cfg);
     if (st) {
         sqlite3_close(db);
         return st;

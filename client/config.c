@@ -71,6 +71,7 @@ void duet_config_free(duet_config *cfg) {
     free(cfg->sqlite_shared_name);
     free(cfg->journal_mode);
     free(cfg->synchronous);
+    free(cfg->sqlite_extension);
     free(cfg);
 }
 
@@ -92,6 +93,7 @@ duet_config *duet__config_copy(const duet_config *cfg) {
     c->sqlite_shared_name = dup_or_null(cfg->sqlite_shared_name, &oom);
     c->journal_mode = dup_or_null(cfg->journal_mode, &oom);
     c->synchronous = dup_or_null(cfg->synchronous, &oom);
+    c->sqlite_extension = dup_or_null(cfg->sqlite_extension, &oom);
     c->pg_params = NULL;
     c->pg_nparams = 0;
     if (cfg->pg_nparams) {
@@ -441,6 +443,11 @@ static bool is_pg_core_key(const char *key) {
     return is_libpq_keyword(key);
 }
 
+/* extension=PATH (also sqlite_extension): loaded on every new SQLite connection. */
+static bool is_extension_key(const char *key) {
+    return !strcmp(key, "extension") || !strcmp(key, "sqlite_extension");
+}
+
 static duet_status wrong_backend(const char *key, const char *backend) {
     return duet__err(DUET_ERR_CONFIG, "option \"%s\" applies to %s URLs only", key, backend);
 }
@@ -454,15 +461,21 @@ duet_status duet_config_set(duet_config *cfg, const char *key, const char *value
     duet_status st = set_pool_option(cfg, key, value, &handled);
     if (handled) return st;
     bool pg_key = is_pg_core_key(key) || !strcmp(key, "database");
-    if (!pg_key && !is_pragma(key)) return duet__err(DUET_ERR_CONFIG, "unknown option \"%s\"", key);
+    bool sqlite_key = is_pragma(key) || is_extension_key(key);
+    if (!pg_key && !sqlite_key)
+        return duet__err(DUET_ERR_CONFIG, "unknown option \"%s\"", key);
     if (!cfg->backend)
         return duet__err(DUET_ERR_CONFIG, "set \"scheme\" before \"%s\"", key);
     if (cfg->backend == DUET_SQLITE) {
         if (!strcmp(key, "database")) return replace_str(&cfg->sqlite_path, value);
+        if (is_extension_key(key)) {
+            if (!*value) return bad_value(key, value, "the path of a loadable extension");
+            return replace_str(&cfg->sqlite_extension, value);
+        }
         if (is_pragma(key)) return set_pragma(cfg, key, value);
         return wrong_backend(key, "postgresql");
     }
-    if (is_pragma(key)) return wrong_backend(key, "sqlite");
+    if (sqlite_key) return wrong_backend(key, "sqlite");
     return set_pg_option(cfg, key, value);
 }
 
@@ -547,6 +560,7 @@ static void describe_sqlite(const duet_config *cfg, duet_buf *b) {
         duet__buf_printf(b, "%ccache_size=%d", has_query(b) ? '&' : '?', cfg->cache_size);
     if (cfg->busy_timeout != 5000)
         duet__buf_printf(b, "%cbusy_timeout=%d", has_query(b) ? '&' : '?', cfg->busy_timeout);
+    if (cfg->sqlite_extension) add_option(b, "extension", cfg->sqlite_extension);
 }
 
 static void add_duration(duet_buf *b, const char *key, double ms, double def) {

@@ -357,7 +357,8 @@ typedef enum duet_isolation {
  * begin pins a connection to the calling thread; nested begins become
  * SAVEPOINTs, and commit/rollback release or roll back to them.  Isolation
  * and flags apply to the outermost begin only (DUET_ERR_MISUSE when nested).
- * On SQLite, a writable transaction is BEGIN IMMEDIATE.
+ * On SQLite, a writable transaction is BEGIN IMMEDIATE.  An isolation
+ * outside the enum or an unknown flag is DUET_ERR_MISUSE.
  */
 duet_status duet_begin(duet_db *db);
 duet_status duet_begin_with(duet_db *db, duet_isolation isolation, unsigned flags);
@@ -381,7 +382,11 @@ duet_status duet_atomic_with(duet_db *db, duet_isolation isolation, unsigned fla
 /*
  * force_rollback: while on, every call through db from any thread runs on one
  * pinned connection inside one outer transaction that is rolled back when
- * switched off or at close.  Also settable with ?force_rollback=true.
+ * switched off or at close (a transaction another thread began before it was
+ * switched on still ends on its own connection, for real).  Also settable with ?force_rollback=true.
+ * The outer transaction is the duet extension's test session when there is
+ * one (PostgreSQL: the extension installed; SQLite: loaded with
+ * ?extension=PATH), which also discards COMMIT sent as SQL; else savepoints.
  */
 duet_status duet_force_rollback(duet_db *db, bool on);
 

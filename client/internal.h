@@ -89,6 +89,12 @@ struct duet_config {
     char *synchronous;  /* "NORMAL" */
     int cache_size;     /* 10000 */
     int busy_timeout;   /* 5000 ms */
+    /*
+     * extension=PATH: a loadable extension (the duet SQLite extension) loaded
+     * on every new connection; NULL for none.  With it, force_rollback uses the
+     * extension's test session.
+     */
+    char *sqlite_extension;
 
     duet_pool_settings pool;
 
@@ -275,6 +281,14 @@ struct duet_backend_ops {
 extern const duet_backend_ops duet__pg_ops;
 extern const duet_backend_ops duet__sqlite_ops;
 
+/*
+ * conn_abort.c: makes a call blocked on c return now, from any thread, even
+ * when the server does not answer (PostgreSQL: the socket is shut down, and
+ * the connection is broken afterwards; SQLite: interrupt).  The caller keeps
+ * c alive meanwhile (pool.c's reaping flag).
+ */
+void duet__conn_abort(duet_conn *c);
+
 /* ------------------------------------------------------------------ */
 /* Pool (pool.c)                                                      */
 /* ------------------------------------------------------------------ */
@@ -297,7 +311,8 @@ const duet_config *duet__db_config(const duet_db *db);
 typedef struct duet_txn_info {
     int depth;      /* duet_begin nesting; 0 = no transaction */
     bool fr;        /* this is force_rollback's connection */
-    bool fr_server; /* force_rollback runs as the server's duet.test_begin() session */
+    bool fr_server; /* force_rollback runs as the extension's test session (duet.test_begin()
+                       on PostgreSQL, duet_test_begin() on SQLite) */
     bool fr_stmt;   /* a per-statement savepoint is open (client-side force_rollback) */
 } duet_txn_info;
 
@@ -317,12 +332,20 @@ void duet__conn_txn_clock(duet_conn *conn, bool running);
 /* True once transaction_timeout ended conn's transaction; *after_s = the limit. */
 bool duet__conn_expired(duet_conn *conn, double *after_s);
 
+/*
+ * Bounds the statements the caller runs on conn between on and off to
+ * about 5 s: past that the pool's thread cuts the connection off
+ * (duet__conn_abort) and they fail with DUET_ERR_CONNECTION.
+ */
+void duet__conn_watch(duet_conn *conn, bool on);
+
 /* A connection straight from / back to the pool (no pinning). */
 duet_status duet__pool_get(duet_db *db, const char *label, duet_conn **out);
 void duet__pool_put(duet_db *db, duet_conn *conn, duet_status status);
 
-/* force_rollback's connection: every call on db runs on it while installed. */
-void duet__fr_install(duet_db *db, duet_conn *conn);
+/* force_rollback's connection: every call on db runs on it while installed.  False
+ * (nothing done) when another thread installed one first. */
+bool duet__fr_install(duet_db *db, duet_conn *conn);
 /* Waits for other threads' calls to end; NULL when off, or (DUET_ERR_MISUSE set) when
  * the calling thread itself is inside a call on it. */
 duet_conn *duet__fr_remove(duet_db *db);

@@ -19,7 +19,8 @@
  * connection handed over with duet_attach, keeps it in a thread-local list
  * keyed by (db, db->id); the id guards against a new duet_db allocated at a
  * freed one's address.  In force_rollback mode every call from every thread
- * goes to one connection, taken in turn (re-entrant for its holder).
+ * goes to one connection, taken in turn (re-entrant for its holder), except
+ * a transaction begun before it was switched on, which ends on its own.
  */
 #define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include <errno.h>
@@ -37,7 +38,12 @@
 
 /* A connection used this recently is trusted without a round trip (HikariCP's rule). */
 #define TRUST_RECENT_MS 500.0
-/* The longest a rollback on return may take before it is interrupted. */
+/*
+ * The longest the pool waits for its own statements on a connection (a
+ * rollback on return or by the reaper, a liveness check, an interrupted
+ * call in an expired transaction) before it cuts the connection off
+ * (duet__conn_abort): a server that stopped answering must not hang anyone.
+ */
 #define RETURN_ROLLBACK_MS 5000.0
 /* The background thread wakes at least this often. */
 #define MAX_TICK_MS 1000.0
@@ -59,11 +65,12 @@ struct duet_conn_pool {
     double last_used_ms;      /* (mu) */
     double acquired_ms;       /* (mu) */
     double txn_start_ms;      /* (mu) outermost begin; 0 = no transaction clock */
-    double watch_deadline_ms; /* (mu) interrupt the rollback on return after this */
+    double watch_deadline_ms; /* (mu) cut the connection off after this (RETURN_ROLLBACK_MS) */
     char label[128];          /* (mu) who acquired it */
     bool in_use;              /* (mu) checked out */
     bool in_call;             /* (mu) its owner is running something on it */
-    bool reaping;             /* (mu) the background thread is interrupting or rolling it back */
+    bool reaping;             /* (mu) the background thread is interrupting, cutting off or
+                                 rolling it back: the owner waits before touching it */
     bool expired;             /* (mu) transaction_timeout ended its transaction */
     bool leak_warned;         /* (mu) */
     bool is_fr;               /* (mu) it is force_rollback's connection */
@@ -118,6 +125,18 @@ static atomic_uint_fast64_t next_db_id = 1;
 
 static void lock(duet_db *db) { pthread_mutex_lock(&db->mu); }
 static void unlock(duet_db *db) { pthread_mutex_unlock(&db->mu); }
+
+/* The pool's own statement on c must be over by until_ms; the background thread watches. */
+static void watch_set(duet_db *db, duet_conn *c, double until_ms) { /* (mu) */
+    c->pool_state->watch_deadline_ms = until_ms;
+    pthread_cond_signal(&db->maint_cv); /* it may be asleep for longer than that */
+}
+
+/* Ends the watch; c stays alive while the background thread is still cutting it off. */
+static void watch_end(duet_db *db, duet_conn *c) { /* (mu) */
+    c->pool_state->watch_deadline_ms = 0;
+    while (c->pool_state->reaping) pthread_cond_wait(&db->call_cv, &db->mu);
+}
 
 static struct timespec abs_time(double at_ms) {
     struct timespec ts;
@@ -487,10 +506,15 @@ static duet_status open_in_slot(duet_db *db, duet_conn **out) { /* (mu), release
  * Checks an idle connection before handing it out.  A dead one is closed,
  * and its slot stays with the caller to open a replacement.
  */
-static bool test_idle(duet_db *db, duet_conn *c) { /* (mu), released meanwhile */
+static bool test_idle(duet_db *db, duet_conn *c, double deadline) { /* (mu), released meanwhile */
+    /* A server that does not answer must not keep the caller past acquire_timeout. */
+    double now = duet__now_ms();
+    double until = deadline < now + RETURN_ROLLBACK_MS ? deadline : now + RETURN_ROLLBACK_MS;
+    watch_set(db, c, until > now + 100.0 ? until : now + 100.0);
     unlock(db);
     bool alive = db->ops->txn_state(c->raw) != DUET_TXN_BROKEN && db->ops->ping(c->raw) == DUET_OK;
     lock(db);
+    watch_end(db, c);
     if (alive) return true;
     conn_unlink(db, c);
     db->nbusy--;
@@ -539,7 +563,13 @@ static duet_status pool_acquire(duet_db *db, const char *label, duet_conn **out)
         double now = duet__now_ms();
         if (slot) {
             slot = false;
-            if (open_in_slot(db, &c) == DUET_OK) break;
+            st = open_in_slot(db, &c);
+            if (st == DUET_OK) break;
+            if (st == DUET_ERR_CONFIG) { /* e.g. an unloadable extension: retrying cannot help */
+                st = connect_error(db, st);
+                break;
+            }
+            st = DUET_OK;
             connect_failed = true;
             backoff = next_backoff(backoff);
             retry_at = duet__now_ms() + backoff;
@@ -563,7 +593,7 @@ static duet_status pool_acquire(duet_db *db, const char *label, duet_conn **out)
             wait_turn(db, retry_at > now && retry_at < deadline ? retry_at : deadline, &c, &slot);
             if (!c) continue; /* a slot to open, or time to look again */
         }
-        if (!needs_test(db, c, now) || test_idle(db, c)) break;
+        if (!needs_test(db, c, now) || test_idle(db, c, deadline)) break;
         c = NULL;
         slot = true; /* the dead connection's slot: open its replacement */
     }
@@ -575,19 +605,19 @@ static duet_status pool_acquire(duet_db *db, const char *label, duet_conn **out)
 
 /*
  * Rolls back a connection returned inside a transaction (the caller's error
- * survives it); a hung rollback is interrupted by the background thread.
+ * survives it); a hung rollback is cut off by the background thread, and
+ * the connection is then discarded as broken.
  */
 static bool rollback_on_return(duet_db *db, duet_conn *c) {
     saved_err se;
     err_save(&se);
     lock(db);
-    c->pool_state->watch_deadline_ms = duet__now_ms() + RETURN_ROLLBACK_MS;
+    watch_set(db, c, duet__now_ms() + RETURN_ROLLBACK_MS);
     unlock(db);
     bool ok = db->ops->exec_simple(c->raw, "ROLLBACK") == DUET_OK &&
               db->ops->txn_state(c->raw) == DUET_TXN_IDLE;
     lock(db);
-    c->pool_state->watch_deadline_ms = 0;
-    while (c->pool_state->reaping) pthread_cond_wait(&db->call_cv, &db->mu); /* c stays alive */
+    watch_end(db, c);
     unlock(db);
     err_restore(&se);
     return ok;
@@ -613,6 +643,7 @@ static void pool_release(duet_db *db, duet_conn *c, duet_status status) {
     double now = duet__now_ms();
     ps->txn_start_ms = 0;
     ps->expired = false;
+    watch_end(db, c); /* one the reaper set on an interrupted call */
     if (ok && ps->retire_at_ms > 0 && now >= ps->retire_at_ms) why = "max_lifetime";
     if (ok && db->closing) why = "pool closing";
     if (!why) {
@@ -644,15 +675,69 @@ static double maint_tick(const duet_db *db) {
 
 /*
  * Interrupts what runs on c without holding the mutex (PQcancel opens a
- * connection of its own, which can take long).  The reaping flag keeps c
- * alive meanwhile: its owner waits for it before touching c again.
+ * connection of its own, which can take long), or with hard, cuts c off
+ * (duet__conn_abort).  The reaping flag keeps c alive meanwhile: its owner
+ * waits for it before touching c again.
  */
-static void interrupt_unlocked(duet_db *db, duet_conn *c) { /* (mu), released meanwhile */
+static void interrupt_unlocked(duet_db *db, duet_conn *c, bool hard) { /* (mu), released meanwhile */
     c->pool_state->reaping = true;
     unlock(db);
-    db->ops->interrupt(c->raw);
+    if (hard)
+        duet__conn_abort(c);
+    else
+        db->ops->interrupt(c->raw);
     lock(db);
     c->pool_state->reaping = false;
+    pthread_cond_broadcast(&db->call_cv);
+}
+
+typedef struct reap_job {
+    duet_db *db;
+    duet_conn *c;
+    bool done; /* (mu) */
+} reap_job;
+
+static void *reap_job_main(void *arg) {
+    reap_job *j = arg;
+    j->db->ops->exec_simple(j->c->raw, "ROLLBACK");
+    lock(j->db);
+    j->done = true;
+    pthread_cond_broadcast(&j->db->maint_cv);
+    unlock(j->db);
+    return NULL;
+}
+
+/*
+ * Rolls back the transaction of a connection its owner is not using.  The
+ * ROLLBACK runs on a helper thread so that this one can cut the connection
+ * off after RETURN_ROLLBACK_MS: a server that stopped answering must hang
+ * neither the background thread nor the owner, who waits for reaping.
+ */
+static void reap_rollback(duet_db *db, duet_conn *c) { /* (mu), released meanwhile */
+    struct duet_conn_pool *ps = c->pool_state;
+    reap_job job = {.db = db, .c = c};
+    pthread_t th;
+    ps->reaping = true;
+    if (pthread_create(&th, NULL, reap_job_main, &job) != 0) {
+        /* no thread to spare: the owner's next call rolls back (it gets DUET_ERR_EXPIRED) */
+        ps->reaping = false;
+        pthread_cond_broadcast(&db->call_cv);
+        return;
+    }
+    struct timespec until = abs_time(duet__now_ms() + RETURN_ROLLBACK_MS);
+    while (!job.done) {
+        if (pthread_cond_timedwait(&db->maint_cv, &db->mu, &until) != ETIMEDOUT) continue;
+        duet__log(DUET_LOG_WARNING, db->name, "rollback of an expired transaction is hanging: "
+                                              "cutting the connection off");
+        unlock(db);
+        duet__conn_abort(c); /* the helper's ROLLBACK returns with a connection error */
+        lock(db);
+        while (!job.done) pthread_cond_wait(&db->maint_cv, &db->mu);
+    }
+    unlock(db);
+    pthread_join(th, NULL);
+    lock(db);
+    ps->reaping = false;
     pthread_cond_broadcast(&db->call_cv);
 }
 
@@ -673,30 +758,40 @@ again:
                   "transaction expired after %g s (connection acquired at %s): rolling it back",
                   limit / 1000.0, ps->label);
         if (ps->in_call) {
-            interrupt_unlocked(db, c);
+            /* a server that ignores the cancel gets the connection cut off (watch_deadlines) */
+            watch_set(db, c, now + RETURN_ROLLBACK_MS);
+            interrupt_unlocked(db, c, false);
             goto again; /* the list may have changed while unlocked */
         }
-        ps->reaping = true;
-        unlock(db);
-        db->ops->exec_simple(c->raw, "ROLLBACK");
-        lock(db);
-        ps->reaping = false;
-        pthread_cond_broadcast(&db->call_cv);
+        reap_rollback(db, c);
         goto again; /* the list may have changed while unlocked */
     }
 }
 
-static void watch_rollbacks(duet_db *db, double now) { /* (mu), released meanwhile */
+/* Cuts off connections whose pool statement (see watch_set) is past its deadline. */
+static void watch_deadlines(duet_db *db, double now) { /* (mu), released meanwhile */
 again:
     for (duet_conn *c = db->all; c; c = c->pool_state->all_next) {
         struct duet_conn_pool *ps = c->pool_state;
-        if (ps->watch_deadline_ms > 0 && now > ps->watch_deadline_ms) {
+        if (ps->watch_deadline_ms > 0 && now >= ps->watch_deadline_ms) {
             ps->watch_deadline_ms = 0;
-            duet__log(DUET_LOG_WARNING, db->name, "rollback on return is hanging: interrupting it");
-            interrupt_unlocked(db, c);
+            duet__log(DUET_LOG_WARNING, db->name,
+                      "the server has not answered in time (acquired at %s): cutting the "
+                      "connection off", ps->label);
+            interrupt_unlocked(db, c, true);
             goto again;
         }
     }
+}
+
+/* The earliest watch deadline, or 0. */
+static double next_watch(const duet_db *db) { /* (mu) */
+    double next = 0;
+    for (duet_conn *c = db->all; c; c = c->pool_state->all_next) {
+        double d = c->pool_state->watch_deadline_ms;
+        if (d > 0 && (next == 0 || d < next)) next = d;
+    }
+    return next;
 }
 
 static void warn_leaks(duet_db *db, double now) { /* (mu) */
@@ -769,7 +864,8 @@ static void *maint_main(void *arg) {
     double next_reap = duet__now_ms() + interval;
     lock(db);
     while (!db->closing) {
-        struct timespec ts = abs_time(duet__now_ms() + maint_tick(db));
+        double wake = duet__now_ms() + maint_tick(db), watch = next_watch(db);
+        struct timespec ts = abs_time(watch > 0 && watch < wake ? watch : wake);
         pthread_cond_timedwait(&db->maint_cv, &db->mu, &ts);
         if (db->closing) break;
         double now = duet__now_ms();
@@ -777,7 +873,7 @@ static void *maint_main(void *arg) {
             reap_expired(db, now);
             next_reap = now + interval;
         }
-        watch_rollbacks(db, now);
+        watch_deadlines(db, now);
         warn_leaks(db, now);
         retire_idle(db, now);
         refill(db);
@@ -1000,14 +1096,19 @@ static void fr_unlock(duet_db *db) {
     unlock(db);
 }
 
-void duet__fr_install(duet_db *db, duet_conn *conn) {
+bool duet__fr_install(duet_db *db, duet_conn *conn) {
     lock(db);
+    if (db->fr_conn) { /* two threads switched on at once: the first one's session stands */
+        unlock(db);
+        return false;
+    }
     conn->pool_state->is_fr = true;
     db->fr_conn = conn;
     db->fr_calls = 0;
     db->fr_held = 0;
     atomic_store(&db->fr_on, true);
     unlock(db);
+    return true;
 }
 
 /*
@@ -1087,21 +1188,33 @@ static void pinned_leave(duet_db *db, duet_conn *c, duet_status status) {
     if (!ps->broken && db->ops->txn_state(c->raw) != DUET_TXN_IDLE) {
         saved_err se;
         err_save(&se);
-        db->ops->exec_simple(c->raw, "ROLLBACK");
+        db->ops->exec_simple(c->raw, "ROLLBACK"); /* still watched: the reaper set a deadline */
         err_restore(&se);
     }
     lock(db);
+    watch_end(db, c);
     ps->in_call = false;
     ps->last_used_ms = duet__now_ms();
     unlock(db);
 }
 
-/* Common path of enter: force_rollback, then a pin, then a borrowed connection. */
+/*
+ * Common path of enter: a pin, then force_rollback, then a borrowed
+ * connection.  The pin comes first: in force_rollback mode nothing pins, so
+ * a pin there is a transaction begun before another thread switched it on,
+ * which must end on its own connection rather than strand it.
+ */
 static duet_status enter(duet_db *db, bool pin, bool wrap, bool check_expired, duet_conn **out) {
     duet_conn *c;
     bool outer;
     *out = NULL;
     if (!db) return duet__err(DUET_ERR_MISUSE, "database handle is NULL");
+    duet_pin *p = pin_find(db);
+    if (p) {
+        duet_status st = pinned_enter(db, p->conn, check_expired);
+        if (st == DUET_OK) *out = p->conn;
+        return st;
+    }
     if (atomic_load(&db->fr_on) && fr_lock(db, &c, &outer)) {
         if (wrap && outer) {
             duet_status st = duet__fr_stmt_enter(db, c);
@@ -1112,12 +1225,6 @@ static duet_status enter(duet_db *db, bool pin, bool wrap, bool check_expired, d
         }
         *out = c;
         return DUET_OK;
-    }
-    duet_pin *p = pin_find(db);
-    if (p) {
-        duet_status st = pinned_enter(db, p->conn, check_expired);
-        if (st == DUET_OK) *out = p->conn;
-        return st;
     }
     duet_status st = pool_acquire(db, pin ? "a transaction" : NULL, &c);
     if (st != DUET_OK) return st;
@@ -1189,6 +1296,16 @@ bool duet__conn_expired(duet_conn *conn, double *after_s) {
     unlock(db);
     if (after_s) *after_s = db->cfg->pool.transaction_timeout_ms / 1000.0;
     return e;
+}
+
+void duet__conn_watch(duet_conn *conn, bool on) {
+    duet_db *db = conn->db;
+    lock(db);
+    if (on)
+        watch_set(db, conn, duet__now_ms() + RETURN_ROLLBACK_MS);
+    else
+        watch_end(db, conn);
+    unlock(db);
 }
 
 duet_status duet__pool_get(duet_db *db, const char *label, duet_conn **out) {

@@ -11,7 +11,10 @@
  * force_rollback runs everything on one connection inside one outer
  * transaction.  On PostgreSQL with the duet extension installed, that is
  * the server's test session (duet.test_begin), which maps the program's
- * BEGIN/COMMIT/ROLLBACK onto savepoints itself; otherwise we do it here:
+ * BEGIN/COMMIT/ROLLBACK onto savepoints itself; on SQLite with the duet
+ * extension loaded (extension=PATH) its duet_test_begin() session does the
+ * same, and also discards a COMMIT the program sends as SQL, which would
+ * end a client-side outer transaction for real; otherwise we do it here:
  * BEGIN once, and the program's levels become savepoints.  Either way a
  * statement outside a program transaction runs in a level of its own
  * (a savepoint, or BEGIN/COMMIT in the server session), so that an error
@@ -114,6 +117,13 @@ static duet_status begin_on(duet_conn *c, duet_isolation iso, unsigned flags) {
 duet_status duet_begin_with(duet_db *db, duet_isolation isolation, unsigned flags) {
     duet_conn *c;
     if (!db) return duet__err(DUET_ERR_MISUSE, "duet_begin: database handle is NULL");
+    /* begin_sql maps only these; anything else would silently get the default */
+    if (isolation < DUET_ISOLATION_DEFAULT || isolation > DUET_SERIALIZABLE)
+        return duet__err(DUET_ERR_MISUSE, "duet_begin_with: unknown isolation level %d",
+                         (int)isolation);
+    if (flags & ~DUET_TXN_READ_ONLY)
+        return duet__err(DUET_ERR_MISUSE, "duet_begin_with: unknown flags 0x%x",
+                         flags & ~DUET_TXN_READ_ONLY);
     duet_status st = duet__conn_enter_txn(db, true, &c);
     if (st != DUET_OK) return st;
     st = begin_on(c, isolation, flags);
@@ -263,19 +273,42 @@ static bool server_session_available(duet_conn *c) {
     return yes;
 }
 
+/*
+ * Whether the duet SQLite extension (extension=PATH) is loaded on this
+ * connection.  pragma_function_list needs SQLITE_INTROSPECTION_PRAGMAS;
+ * without it, a call of the harmless duet_test_session() tells.
+ */
+static bool sqlite_session_available(duet_conn *c) {
+    duet_result *r = NULL;
+    duet_status st = c->ops->query(
+        c->raw, "SELECT 1 FROM pragma_function_list WHERE name = 'duet_test_begin'", NULL, 0, &r,
+        NULL, NULL);
+    bool yes = st == DUET_OK && duet_result_nrows(r) > 0;
+    duet_result_free(r);
+    if (st == DUET_OK) return yes;
+    r = NULL;
+    yes = c->ops->query(c->raw, "SELECT duet_test_session()", NULL, 0, &r, NULL, NULL) == DUET_OK;
+    duet_result_free(r);
+    return yes;
+}
+
 static duet_status session_start(duet_db *db, duet_conn *c) {
     duet_txn_info *t = duet__conn_txn(c);
     t->depth = 0;
     t->fr_stmt = false;
     t->fr_server = false;
-    if (is_pg(c) && server_session_available(c)) {
-        if (c->ops->exec_simple(c->raw, "SELECT duet.test_begin()") == DUET_OK) {
+    bool pg = is_pg(c);
+    if (pg ? server_session_available(c) : sqlite_session_available(c)) {
+        if (c->ops->exec_simple(c->raw, pg ? "SELECT duet.test_begin()"
+                                           : "SELECT duet_test_begin()") == DUET_OK) {
             t->fr_server = true;
-            duet__log(DUET_LOG_INFO, duet_db_name(db), "force_rollback: server test session");
+            duet__log(DUET_LOG_INFO, duet_db_name(db), "force_rollback: %s",
+                      pg ? "server test session" : "SQLite extension test session");
             return DUET_OK;
         }
         duet__log(DUET_LOG_WARNING, duet_db_name(db),
-                  "force_rollback: duet.test_begin() failed (%s); using savepoints", duet_errmsg());
+                  "force_rollback: %s failed (%s); using savepoints",
+                  pg ? "duet.test_begin()" : "duet_test_begin()", duet_errmsg());
         if (c->ops->txn_state(c->raw) != DUET_TXN_IDLE) c->ops->exec_simple(c->raw, "ROLLBACK");
     }
     duet__log(DUET_LOG_INFO, duet_db_name(db), "force_rollback: client savepoints");
@@ -285,7 +318,9 @@ static duet_status session_start(duet_db *db, duet_conn *c) {
 static duet_status session_end(duet_conn *c) {
     duet_txn_info *t = duet__conn_txn(c);
     duet_status st = DUET_OK;
-    if (t->fr_server) st = c->ops->exec_simple(c->raw, "SELECT duet.test_end()");
+    if (t->fr_server)
+        st = c->ops->exec_simple(c->raw, is_pg(c) ? "SELECT duet.test_end()"
+                                                  : "SELECT duet_test_end()");
     if (st != DUET_OK || c->ops->txn_state(c->raw) != DUET_TXN_IDLE) {
         duet_txn_state s = c->ops->txn_state(c->raw);
         if (s == DUET_TXN_ACTIVE || s == DUET_TXN_FAILED)
@@ -303,7 +338,9 @@ duet_status duet_force_rollback(duet_db *db, bool on) {
         if (!duet__fr_active(db)) return DUET_OK;
         duet_conn *c = duet__fr_remove(db);
         if (!c) return duet_errcode() == DUET_ERR_MISUSE ? DUET_ERR_MISUSE : DUET_OK;
+        duet__conn_watch(c, true); /* duet_close comes here: a dead server must not hang it */
         duet_status st = session_end(c);
+        duet__conn_watch(c, false);
         duet__pool_put(db, c, st);
         return st;
     }
@@ -320,7 +357,10 @@ duet_status duet_force_rollback(duet_db *db, bool on) {
         return st;
     }
     duet__conn_txn(c)->fr = true;
-    duet__fr_install(db, c);
+    if (!duet__fr_install(db, c)) { /* another thread switched on meanwhile: use its session */
+        duet__pool_put(db, c, session_end(c));
+        duet__err_clear();
+    }
     return DUET_OK;
 }
 

@@ -206,6 +206,18 @@ static duet_status split_scheme(const char *url, char *scheme, size_t size, cons
     return DUET_OK;
 }
 
+/*
+ * Where the query of a PostgreSQL URL starts.  A '?' before the userinfo's
+ * '@' is part of the password, as libpq reads it (the userinfo runs to the
+ * first '@' not preceded by a '/'): splitting there would make the tail of
+ * the password a host, port or option, and echo it in the error.
+ */
+static const char *query_start(const char *rest, const char *q) {
+    if (!q || memchr(rest, '@', (size_t)(q - rest))) return q;
+    const char *p = rest + strcspn(rest, "@/");
+    return *p == '@' ? strchr(p, '?') : q;
+}
+
 duet_status duet_config_parse(const char *url, duet_config **out) {
     if (!url || !out) return duet__err(DUET_ERR_MISUSE, "duet_config_parse: NULL argument");
     *out = NULL;
@@ -218,6 +230,7 @@ duet_status duet_config_parse(const char *url, duet_config **out) {
     if (!cfg) return duet__err(DUET_ERR_NO_MEMORY, "out of memory");
     st = duet_config_set(cfg, "scheme", scheme);
     const char *q = strchr(rest, '?');
+    if (cfg->backend == DUET_POSTGRESQL) q = query_start(rest, q);
     size_t body = q ? (size_t)(q - rest) : strlen(rest);
     if (st == DUET_OK)
         st = cfg->backend == DUET_SQLITE ? parse_sqlite_body(cfg, rest, body)

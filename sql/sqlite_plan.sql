@@ -58,3 +58,17 @@ SELECT * FROM duet_plan('  ');
 SELECT * FROM duet_plan;
 SELECT * FROM duet_plan_advice('SELECT * FROM orders WHERE');
 SELECT * FROM duet_plan_advice;
+-- nothing is run: a PRAGMA acts as it is prepared, so it is refused, also
+-- behind a comment and from a view
+PRAGMA foreign_keys;
+SELECT * FROM duet_plan('PRAGMA foreign_keys = ON');
+SELECT * FROM duet_plan_advice('/* x */ -- y
+  pragma foreign_keys = ON');
+CREATE VIEW pv AS SELECT * FROM duet_plan('PRAGMA foreign_keys = ON');
+SELECT * FROM pv;
+DROP VIEW pv;
+PRAGMA foreign_keys;
+-- the hidden argument column reads back; a repeated constraint is checked
+SELECT sql, detail FROM duet_plan WHERE sql = 'SELECT * FROM orders';
+SELECT count(*) FROM duet_plan WHERE sql = 'SELECT * FROM orders' AND sql = 'SELECT 2';
+SELECT count(*) FROM duet_plan WHERE sql = 'SELECT * FROM orders' AND sql = 'SELECT * FROM orders';

@@ -114,13 +114,16 @@ int duet_sql_verb(const char* sql) {
 static int on_trace(unsigned type, void* ctx, void* stmt, void* x) {
     DuetConn* c = ctx;
     const char* sql = x;
-    (void)stmt;
     if (type == SQLITE_TRACE_CLOSE) {
         duet_upsert_on_close(c);
         return 0;
     }
-    /* Trigger programs are traced as "-- TRIGGER name": not statements. */
-    if (type != SQLITE_TRACE_STMT || c->internal || sql == NULL || sql[0] == '-')
+    /* A top-level statement is traced with its own text; trigger programs
+    ** ("-- TRIGGER name") and statements run from inside another one (a
+    ** copy prefixed "-- ") are not the program's statements.  The text
+    ** itself may start with the program's comment: "-- note\nBEGIN". */
+    if (type != SQLITE_TRACE_STMT || c->internal || sql == NULL ||
+        sql != sqlite3_sql((sqlite3_stmt*)stmt))
         return 0;
     int verb = duet_sql_verb(sql);
     duet_txn_age_on_stmt(c, verb);

@@ -13,7 +13,8 @@
 ** Each feature registers its own functions; see the comment at the top of
 ** its file.  duet_version() returns the extension's version; it also owns
 ** the connection's DuetConn, which SQLite frees when the connection closes.
-** Loading the extension again on a connection does nothing.
+** Loading the extension again on a connection does nothing (or fails, if an
+** authorizer keeps duet from seeing that it is loaded).
 */
 #include <stddef.h>
 
@@ -38,19 +39,27 @@ __declspec(dllexport)
         duet_plan_register,
     };
     /* Loaded already: keep the connection's state (a test session may be
-    ** active, and the hooks point at it). */
+    ** active, and the hooks point at it).  Only "no such function" means
+    ** it is not: registering again when the probe fails for another reason
+    ** (an authorizer, a broken schema) would free the state in use. */
     sqlite3_stmt* probe = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT duet_version()", -1, &probe, NULL) == SQLITE_OK) {
-        sqlite3_finalize(probe);
+    int rc = sqlite3_prepare_v2(db, "SELECT duet_version()", -1, &probe, NULL);
+    sqlite3_finalize(probe);
+    if (rc == SQLITE_OK)
         return SQLITE_OK;
+    if (sqlite3_strnicmp(sqlite3_errmsg(db), "no such function", 16) != 0) {
+        if (pzErrMsg)
+            *pzErrMsg = sqlite3_mprintf("duet: cannot tell whether duet is loaded: %s",
+                                        sqlite3_errmsg(db));
+        return rc;
     }
     DuetConn* c = duet_conn_new(db);
     if (c == NULL)
         return SQLITE_NOMEM;
     /* Registered first: from here on SQLite owns c and frees it on close
     ** (or frees the previous one when the extension is loaded again). */
-    int rc = sqlite3_create_function_v2(db, "duet_version", 0, SQLITE_UTF8, c, version_func, NULL,
-                                        NULL, duet_conn_free);
+    rc = sqlite3_create_function_v2(db, "duet_version", 0, SQLITE_UTF8, c, version_func, NULL, NULL,
+                                    duet_conn_free);
     for (size_t i = 0; rc == SQLITE_OK && i < sizeof(registrars) / sizeof(registrars[0]); i++)
         rc = registrars[i](db, c);
     if (rc == SQLITE_OK)

@@ -10,6 +10,8 @@
 #ifndef DUET_SQLITE_EXT_H
 #define DUET_SQLITE_EXT_H
 
+#include <string.h>
+
 #include "sqlite3ext.h"
 
 /* Per-connection state, created by sqlite3_duet_init, freed on close. */
@@ -64,8 +66,30 @@ int duet_json_next(DuetJsonIter* it, DuetJsonValue* key, DuetJsonValue* val);
 int duet_json_at_end(const DuetJsonIter* it);
 char* duet_json_text(const DuetJsonValue* v);
 const char* duet_json_kind_name(int kind);
-void duet_json_append_string(sqlite3_str* sb, const char* z, int n);
-void duet_json_append_column(sqlite3_str* sb, sqlite3_stmt* s, int i);
+/* A growable output buffer (sqlite3_malloc'd): cheaper than sqlite3_str
+** for results built per call, since it can start at a useful size and be
+** handed to sqlite3_result_text without a copy. */
+typedef struct DuetBuf {
+    char* z;
+    int n, cap;
+    int oom; /* an allocation failed: the text is incomplete */
+} DuetBuf;
+int duet_buf_grow(DuetBuf* b, int need);
+static inline void duet_buf_append(DuetBuf* b, const char* z, int n) {
+    if (b->n + n >= b->cap && duet_buf_grow(b, n))
+        return;
+    memcpy(b->z + b->n, z, (size_t)n);
+    b->n += n;
+}
+static inline void duet_buf_char(DuetBuf* b, char c) {
+    if (b->n + 1 >= b->cap && duet_buf_grow(b, 1))
+        return;
+    b->z[b->n++] = c;
+}
+void duet_json_append_string(DuetBuf* b, const char* z, int n);
+void duet_json_append_value(DuetBuf* b, sqlite3_value* v);
+void duet_json_append_int(DuetBuf* b, sqlite3_int64 x);
+void duet_json_append_real(DuetBuf* b, double r);
 
 /* conn.c */
 DuetConn* duet_conn_new(sqlite3* db);

@@ -122,17 +122,15 @@ static const char* read_value(const char* p, DuetJsonValue* v, int depth) {
         v->n = (int)(it.p - p);
         return it.p;
     }
-    static const struct {
-        const char* word;
-        int kind;
-    } words[] = {{"true", DUET_JSON_TRUE}, {"false", DUET_JSON_FALSE}, {"null", DUET_JSON_NULL}};
-    for (size_t i = 0; i < 3; i++) {
-        size_t n = strlen(words[i].word);
-        if (strncmp(p, words[i].word, n) == 0) {
-            v->kind = words[i].kind;
-            v->n = (int)n;
-            return p + n;
-        }
+    /* Chosen by the first letter: a number costs no failed comparisons. */
+    const char* word = *p == 't' ? "true" : *p == 'f' ? "false" : *p == 'n' ? "null" : NULL;
+    if (word) {
+        size_t n = strlen(word);
+        if (strncmp(p, word, n) != 0)
+            return NULL;
+        v->kind = *p == 't' ? DUET_JSON_TRUE : *p == 'f' ? DUET_JSON_FALSE : DUET_JSON_NULL;
+        v->n = (int)n;
+        return p + n;
     }
     int isReal = 0;
     const char* end = skip_number(p, &isReal);
@@ -141,10 +139,12 @@ static const char* read_value(const char* p, DuetJsonValue* v, int depth) {
     v->n = (int)(end - p);
     char buf[64];
     if (!isReal && v->n < 19) {
-        memcpy(buf, p, v->n);
-        buf[v->n] = '\0';
+        /* At most 18 digits: no overflow, so no need for strtoll. */
+        sqlite3_int64 x = 0;
+        for (const char* q = *p == '-' ? p + 1 : p; q < end; q++)
+            x = x * 10 + (*q - '0');
         v->kind = DUET_JSON_INT;
-        v->i = strtoll(buf, NULL, 10);
+        v->i = *p == '-' ? -x : x;
     } else {
         /* Long integers may not fit in 64 bits: SQLite's own reading. */
         v->kind = DUET_JSON_REAL;
@@ -319,74 +319,105 @@ const char* duet_json_kind_name(int kind) {
     }
 }
 
+/* Makes room for need more bytes and a terminator; nonzero when out of
+** memory (the buffer is then marked and left as it was). */
+int duet_buf_grow(DuetBuf* b, int need) {
+    if (b->oom)
+        return 1;
+    sqlite3_int64 cap = b->cap ? b->cap : 128;
+    while (cap <= (sqlite3_int64)b->n + need)
+        cap *= 2;
+    char* z = cap > 0x7fffffff ? NULL : sqlite3_realloc64(b->z, (sqlite3_uint64)cap);
+    if (z == NULL) {
+        b->oom = 1;
+        return 1;
+    }
+    b->z = z;
+    b->cap = (int)cap;
+    return 0;
+}
+
 /* Appends text as a JSON string, escaped as json_object() does. */
-void duet_json_append_string(sqlite3_str* sb, const char* z, int n) {
+void duet_json_append_string(DuetBuf* b, const char* z, int n) {
     static const char hex[] = "0123456789abcdef";
-    sqlite3_str_appendchar(sb, 1, '"');
+    duet_buf_char(b, '"');
     int start = 0;
     for (int i = 0; i < n; i++) {
         unsigned char c = (unsigned char)z[i];
         if (c >= 0x20 && c != '"' && c != '\\')
             continue;
-        sqlite3_str_append(sb, z + start, i - start);
+        duet_buf_append(b, z + start, i - start);
         start = i + 1;
         const char* at = c ? strchr("\b\f\n\r\t", c) : NULL;
         if (c == '"' || c == '\\') {
-            sqlite3_str_appendchar(sb, 1, '\\');
-            sqlite3_str_appendchar(sb, 1, (char)c);
+            char e[2] = {'\\', (char)c};
+            duet_buf_append(b, e, 2);
         } else if (at) {
-            sqlite3_str_appendchar(sb, 1, '\\');
-            sqlite3_str_appendchar(sb, 1, "bfnrt"[at - "\b\f\n\r\t"]);
+            char e[2] = {'\\', "bfnrt"[at - "\b\f\n\r\t"]};
+            duet_buf_append(b, e, 2);
         } else {
             char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            sqlite3_str_append(sb, u, 6);
+            duet_buf_append(b, u, 6);
         }
     }
-    sqlite3_str_append(sb, z + start, n - start);
-    sqlite3_str_appendchar(sb, 1, '"');
+    duet_buf_append(b, z + start, n - start);
+    duet_buf_char(b, '"');
 }
 
-/* Appends column i of a row as a JSON value; BLOBs as "\x..." hex text. */
-void duet_json_append_column(sqlite3_str* sb, sqlite3_stmt* s, int i) {
-    switch (sqlite3_column_type(s, i)) {
-        case SQLITE_INTEGER: {
-            /* By hand: printf is a good part of the cost of a small row. */
-            sqlite3_int64 v = sqlite3_column_int64(s, i);
-            sqlite3_uint64 u = v < 0 ? 0 - (sqlite3_uint64)v : (sqlite3_uint64)v;
-            char buf[24];
-            int n = sizeof(buf);
-            do
-                buf[--n] = (char)('0' + u % 10), u /= 10;
-            while (u);
-            if (v < 0)
-                buf[--n] = '-';
-            sqlite3_str_append(sb, buf + n, (int)sizeof(buf) - n);
+/* Appends an integer.  By hand: printf is a good part of the cost of a
+** small row. */
+void duet_json_append_int(DuetBuf* b, sqlite3_int64 x) {
+    sqlite3_uint64 u = x < 0 ? 0 - (sqlite3_uint64)x : (sqlite3_uint64)x;
+    char buf[24];
+    int n = sizeof(buf);
+    do
+        buf[--n] = (char)('0' + u % 10), u /= 10;
+    while (u);
+    if (x < 0)
+        buf[--n] = '-';
+    duet_buf_append(b, buf + n, (int)sizeof(buf) - n);
+}
+
+/* Appends a REAL as json_object() writes it. */
+void duet_json_append_real(DuetBuf* b, double r) {
+    char buf[40];
+    if (isnan(r))
+        duet_buf_append(b, "null", 4);
+    else if (isinf(r))
+        duet_buf_append(b, r > 0 ? "9.0e+999" : "-9.0e+999", r > 0 ? 8 : 9);
+    else
+        duet_buf_append(b, buf, (int)strlen(sqlite3_snprintf(sizeof(buf), buf, "%!.15g", r)));
+}
+
+/* Appends a value as JSON; BLOBs as "\x..." hex text.  Takes a value
+** rather than a statement column: the sqlite3_value_* accessors do not take
+** the connection's mutex, the sqlite3_column_* ones do, each call. */
+void duet_json_append_value(DuetBuf* b, sqlite3_value* v) {
+    switch (sqlite3_value_type(v)) {
+        case SQLITE_INTEGER:
+            duet_json_append_int(b, sqlite3_value_int64(v));
+            break;
+        case SQLITE_FLOAT:
+            duet_json_append_real(b, sqlite3_value_double(v));
+            break;
+        case SQLITE_TEXT: {
+            const char* z = (const char*)sqlite3_value_text(v);
+            duet_json_append_string(b, z, sqlite3_value_bytes(v));
             break;
         }
-        case SQLITE_FLOAT: {
-            double r = sqlite3_column_double(s, i);
-            if (isnan(r))
-                sqlite3_str_appendall(sb, "null");
-            else if (isinf(r))
-                sqlite3_str_appendall(sb, r > 0 ? "9.0e+999" : "-9.0e+999");
-            else
-                sqlite3_str_appendf(sb, "%!.15g", r);
-            break;
-        }
-        case SQLITE_TEXT:
-            duet_json_append_string(sb, (const char*)sqlite3_column_text(s, i),
-                                    sqlite3_column_bytes(s, i));
-            break;
         case SQLITE_BLOB: {
-            const unsigned char* b = sqlite3_column_blob(s, i);
-            int n = sqlite3_column_bytes(s, i);
-            sqlite3_str_appendall(sb, "\"\\\\x");
-            for (int j = 0; j < n; j++)
-                sqlite3_str_appendf(sb, "%02x", b[j]);
-            sqlite3_str_appendchar(sb, 1, '"');
+            static const char hex[] = "0123456789abcdef";
+            const unsigned char* z = sqlite3_value_blob(v);
+            int n = sqlite3_value_bytes(v);
+            duet_buf_append(b, "\"\\\\x", 4);
+            for (int j = 0; j < n; j++) {
+                char h[2] = {hex[z[j] >> 4], hex[z[j] & 15]};
+                duet_buf_append(b, h, 2);
+            }
+            duet_buf_char(b, '"');
             break;
         }
         default:
-            sqlite3_str_appendall(sb, "null");
+            duet_buf_append(b, "null", 4);
     }
 }

@@ -32,6 +32,9 @@
 **   duet_plan: near "SELEC": syntax error
 **   duet_plan: no such table: nosuch
 **   duet_plan: the argument must be one SQL statement
+**   duet_plan: a PRAGMA statement has no query plan
+** (a PRAGMA acts as it is prepared, which duet_plan() must not do; from a
+** view it could turn trusted_schema back on).
 */
 #include <stddef.h>
 #include <string.h>
@@ -68,6 +71,7 @@ typedef struct PlanCursor {
     sqlite3_vtab_cursor base;
     PlanRows rows;
     int i;
+    char* sql; /* the argument, the value of the hidden column */
 } PlanCursor;
 
 static void rows_clear(PlanRows* r) {
@@ -102,6 +106,23 @@ static int rows_add(PlanRows* r, sqlite3_int64 a, sqlite3_int64 b, char* t0, cha
 
 /* ------------------------------------------------------ EXPLAIN QUERY PLAN */
 
+/* Skips blanks and SQL comments. */
+static const char* skip_space(const char* z) {
+    for (;;) {
+        while (*z == ' ' || *z == '\t' || *z == '\n' || *z == '\r' || *z == '\f')
+            z++;
+        if (z[0] == '-' && z[1] == '-') {
+            while (*z && *z != '\n')
+                z++;
+        } else if (z[0] == '/' && z[1] == '*') {
+            const char* end = strstr(z + 2, "*/");
+            z = end ? end + 2 : z + strlen(z);
+        } else {
+            return z;
+        }
+    }
+}
+
 /* Prepares EXPLAIN QUERY PLAN sql on db; *pzErr gets a message on error. */
 static int prepare_eqp(sqlite3* db, const char* sql, sqlite3_stmt** pStmt, char** pzErr) {
     const char* tail = NULL;
@@ -110,6 +131,15 @@ static int prepare_eqp(sqlite3* db, const char* sql, sqlite3_stmt** pStmt, char*
         z++;
     if (*z == '\0') {
         *pzErr = sqlite3_mprintf("the argument must be one SQL statement");
+        return SQLITE_ERROR;
+    }
+    /* Nothing is run, but a PRAGMA acts as it is prepared (foreign_keys,
+    ** trusted_schema, cache_size...): refused before it is. */
+    z = skip_space(z);
+    if (sqlite3_strnicmp(z, "PRAGMA", 6) == 0 && !((z[6] >= 'a' && z[6] <= 'z') ||
+                                                   (z[6] >= 'A' && z[6] <= 'Z') ||
+                                                   (z[6] >= '0' && z[6] <= '9') || z[6] == '_')) {
+        *pzErr = sqlite3_mprintf("a PRAGMA statement has no query plan");
         return SQLITE_ERROR;
     }
     char* eqp = sqlite3_mprintf("EXPLAIN QUERY PLAN %s", sql);
@@ -222,9 +252,18 @@ static sqlite3* schema_copy(sqlite3* db) {
         sqlite3_close(copy);
         return NULL;
     }
+    /* The copy may attach nothing, and of each entry only its first
+    ** statement runs, as when SQLite reads a schema: a crafted database
+    ** file could otherwise append an ATTACH and write another file. */
+    sqlite3_limit(copy, SQLITE_LIMIT_ATTACHED, 0);
     sqlite3_exec(copy, "BEGIN", NULL, NULL, NULL);
-    while (sqlite3_step(s) == SQLITE_ROW)
-        sqlite3_exec(copy, (const char*)sqlite3_column_text(s, 0), NULL, NULL, NULL);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        sqlite3_stmt* create = NULL;
+        if (sqlite3_prepare_v2(copy, (const char*)sqlite3_column_text(s, 0), -1, &create, NULL) ==
+            SQLITE_OK)
+            sqlite3_step(create);
+        sqlite3_finalize(create);
+    }
     sqlite3_exec(copy, "COMMIT", NULL, NULL, NULL);
     sqlite3_finalize(s);
     return copy;
@@ -519,6 +558,7 @@ static int plan_open(sqlite3_vtab* vtab, sqlite3_vtab_cursor** ppCursor) {
 static int plan_close(sqlite3_vtab_cursor* cur) {
     PlanCursor* c = (PlanCursor*)cur;
     rows_clear(&c->rows);
+    sqlite3_free(c->sql);
     sqlite3_free(c);
     return SQLITE_OK;
 }
@@ -533,6 +573,8 @@ static int plan_best_index(sqlite3_vtab* vtab, sqlite3_index_info* info) {
             continue;
         if (!k->usable)
             return SQLITE_CONSTRAINT;
+        if (found)
+            continue; /* sql = 'a' AND sql = 'b': SQLite checks the others */
         info->aConstraintUsage[i].argvIndex = 1;
         info->aConstraintUsage[i].omit = 1;
         found = 1;
@@ -554,6 +596,8 @@ static int plan_filter(sqlite3_vtab_cursor* cur,
     const char* fn = v->advice ? "duet_plan_advice" : "duet_plan";
     (void)idxNum, (void)idxStr;
     rows_clear(&c->rows);
+    sqlite3_free(c->sql);
+    c->sql = NULL;
     c->i = 0;
     if (argc == 0) {
         sqlite3_free(v->base.zErrMsg);
@@ -563,6 +607,8 @@ static int plan_filter(sqlite3_vtab_cursor* cur,
     const char* sql = (const char*)sqlite3_value_text(argv[0]);
     if (sql == NULL)
         return SQLITE_OK; /* NULL: no rows, like other functions */
+    if ((c->sql = sqlite3_mprintf("%s", sql)) == NULL)
+        return SQLITE_NOMEM;
     char* err = NULL;
     int rc =
         v->advice ? read_advice(v->db, sql, &c->rows, &err) : read_plan(v->db, sql, &c->rows, &err);
@@ -590,8 +636,10 @@ static int plan_column(sqlite3_vtab_cursor* cur, sqlite3_context* ctx, int col) 
     PlanCursor* c = (PlanCursor*)cur;
     PlanVtab* v = (PlanVtab*)cur->pVtab;
     const PlanRow* row = &c->rows.row[c->i];
-    if (col == COL_SQL)
+    if (col == COL_SQL) {
+        sqlite3_result_text(ctx, c->sql, -1, SQLITE_TRANSIENT);
         return SQLITE_OK;
+    }
     if (!v->advice && col != PLAN_DETAIL)
         sqlite3_result_int64(ctx, row->num[col]);
     else

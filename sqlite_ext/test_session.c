@@ -35,15 +35,18 @@
 **
 ** Consequences, as with PostgreSQL's test sessions: other connections see
 ** none of the session's changes, and its first write takes the database's
-** write lock until duet_test_end(); sqlite3_get_autocommit() is 0 during
+** write lock until duet_test_end(); the session reads one snapshot, so in
+** WAL mode a commit by another connection after its first read makes its
+** next write fail with SQLITE_BUSY_SNAPSHOT; sqlite3_get_autocommit() is 0 during
 ** the session; COMMIT or ROLLBACK without BEGIN is a no-op (not an error);
 ** statements that cannot run in a transaction (VACUUM, changing to or from
 ** WAL) fail; PRAGMA foreign_keys cannot be changed; PRAGMA journal_mode
 ** reads "memory"; the pages the session changes must fit in memory.  A conflict
 ** resolution of ROLLBACK (INSERT OR ROLLBACK, RAISE(ROLLBACK)) or an
 ** interrupted write loses the session's work so far; the session goes on
-** with a new transaction.  duet owns the authorizer during a session and
-** clears it at the end.
+** with a new transaction.  duet owns the authorizer and the commit hook
+** during a session and clears them at the end (SQLite cannot tell it the
+** program's own, to put back).
 **
 ** duet_test_session() returns {"active": bool, "depth": 0 or 1}, depth being
 ** 1 inside the program's own BEGIN.

@@ -101,11 +101,35 @@ typedef struct Table {
     const char* rowidName; /* "rowid", or another alias a column leaves free */
     char* cookieSql;       /* PRAGMA "schema".schema_version of its database */
     sqlite3_int64 cookie;  /* its value when the description was read */
+    /* For writing an upserted row without reading it back (predict_row). */
+    unsigned char* aff; /* column affinity, AFF_*, | AFF_NOTNULL */
+    int plainCols;      /* in main, not STRICT, no generated column */
+    DuetBuf names;      /* '"id":', ',"name":', ... as SELECT * names them */
+    int* nameAt;        /* column i is names.z[nameAt[i]..nameAt[i+1]) */
 } Table;
 
+/* Column affinities, named by the letters SQLite uses. */
+enum { AFF_BLOB = 'A', AFF_TEXT, AFF_NUMERIC, AFF_INTEGER, AFF_REAL, AFF_NOTNULL = 0x80 };
+
+/* A statement and its key: the SQL text for fixed statements, else what
+** the statement does (kind, table id, columns; see spec_sig), as ints
+** compared with memcmp rather than a string built per call. */
 typedef struct Cached {
-    char* sig; /* what the statement does: kind, table id, columns */
+    char* sig;
+    int nSig; /* bytes */
     sqlite3_stmt* stmt;
+    /* The result columns as JSON member names, '"id":', ',"name":', ...,
+    ** written at the first run: column i is names[nameAt[i]..nameAt[i+1]). */
+    char* names;
+    int* nameAt;
+    int nName;
+    int namesAt; /* SQLITE_STMTSTATUS_REPREPARE then: a schema change that
+                 ** re-prepares the statement may change its columns */
+    /* An upsert's INSERT whose row predict_row() may write without reading
+    ** it back: nothing but the statement itself can change the row (no
+    ** trigger, no self-referencing foreign key), as checked when it was
+    ** prepared.  Any later schema change re-prepares it, which ends that. */
+    int predict;
 } Cached;
 
 /* The per-connection cache. */
@@ -141,6 +165,7 @@ typedef struct Call {
     char* err;
     int rc;
     int cached; /* the table description came from the cache */
+    Cached* ran; /* the statement run() ran last */
 } Call;
 
 /* ---------------------------------------------------------------- errors */
@@ -187,14 +212,23 @@ static void table_free(Table* t) {
     for (int i = 0; i < t->nKey; i++)
         sqlite3_free(t->key[i].col), sqlite3_free(t->key[i].name);
     sqlite3_free(t->col), sqlite3_free(t->gen), sqlite3_free(t->key);
+    sqlite3_free(t->aff), sqlite3_free(t->names.z), sqlite3_free(t->nameAt);
     sqlite3_free(t->cookieSql), sqlite3_free(t->name), sqlite3_free(t);
+}
+
+static void cached_free(Cached* c) {
+    sqlite3_finalize(c->stmt);
+    sqlite3_free(c->sig);
+    sqlite3_free(c->names);
+    sqlite3_free(c->nameAt);
+    memset(c, 0, sizeof(*c));
 }
 
 static void cache_clear(Upsert* u) {
     for (int i = 0; i < u->nTab; i++)
         table_free(u->tab[i]);
     for (int i = 0; i < u->nSt; i++)
-        sqlite3_finalize(u->st[i].stmt), sqlite3_free(u->st[i].sig);
+        cached_free(&u->st[i]);
     u->nTab = u->nSt = u->last = 0;
 }
 
@@ -211,32 +245,35 @@ static void upsert_free(void* p) {
     sqlite3_free(u);
 }
 
-/* The cached statement with signature sig, or NULL.  The last one used is
-** tried first: a loop of upserts into one table hits it every time. */
-static sqlite3_stmt* stmt_find(Upsert* u, const char* sig) {
-    if (u->last < u->nSt && strcmp(u->st[u->last].sig, sig) == 0)
-        return u->st[u->last].stmt;
+/* The cached statement with key sig (n bytes), or NULL.  The last one used
+** is tried first: a loop of upserts into one table hits it every time. */
+static Cached* stmt_find(Upsert* u, const void* sig, int n) {
+    Cached* c = &u->st[u->last];
+    if (u->last < u->nSt && c->nSig == n && memcmp(c->sig, sig, n) == 0)
+        return c;
     for (int i = 0; i < u->nSt; i++) {
-        if (strcmp(u->st[i].sig, sig) == 0) {
+        if (u->st[i].nSig == n && memcmp(u->st[i].sig, sig, n) == 0) {
             u->last = i;
-            return u->st[i].stmt;
+            return &u->st[i];
         }
     }
     return NULL;
 }
 
-/* Prepares sql and caches it under sig: reset it after use, never finalize. */
-static int stmt_add(Call* k, const char* sig, const char* sql, sqlite3_stmt** pStmt) {
+/* Prepares sql and caches it under sig (n bytes): reset it after use,
+** never finalize. */
+static int stmt_add(Call* k, const void* sig, int n, const char* sql, Cached** pc) {
     Upsert* u = k->u;
     sqlite3_stmt* stmt;
     int rc = sqlite3_prepare_v3(k->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, NULL);
     if (rc != SQLITE_OK)
         return fail_db(k, rc);
-    char* copy = sqlite3_mprintf("%s", sig);
+    char* copy = sqlite3_malloc(n);
     if (copy == NULL) {
         sqlite3_finalize(stmt);
         return fail(k, SQLITE_NOMEM, "out of memory");
     }
+    memcpy(copy, sig, n);
     int slot = u->nSt;
     if (slot == MAX_STMTS) {
         /* Full: replace one in turn, never the one just used (the caller
@@ -244,34 +281,55 @@ static int stmt_add(Call* k, const char* sig, const char* sql, sqlite3_stmt** pS
         slot = (int)(u->victim++ % MAX_STMTS);
         if (slot == u->last)
             slot = (slot + 1) % MAX_STMTS;
-        sqlite3_finalize(u->st[slot].stmt);
-        sqlite3_free(u->st[slot].sig);
+        cached_free(&u->st[slot]);
     } else {
         u->nSt++;
     }
+    memset(&u->st[slot], 0, sizeof(Cached));
     u->st[slot].sig = copy;
+    u->st[slot].nSig = n;
     u->st[slot].stmt = stmt;
     u->last = slot;
-    *pStmt = stmt;
+    *pc = &u->st[slot];
     return SQLITE_OK;
 }
 
-/* A cached statement whose signature is its own text. */
+/* A cached statement whose key is its own text. */
 static int stmt_get(Call* k, const char* sql, sqlite3_stmt** pStmt) {
-    *pStmt = stmt_find(k->u, sql);
-    return *pStmt ? SQLITE_OK : stmt_add(k, sql, sql, pStmt);
+    int n = (int)strlen(sql) + 1;
+    Cached* c = stmt_find(k->u, sql, n);
+    int rc = c ? SQLITE_OK : stmt_add(k, sql, n, sql, &c);
+    *pStmt = rc == SQLITE_OK ? c->stmt : NULL;
+    return rc;
 }
 
 /* ------------------------------------------------------ table descriptions */
 
-/* The column called name (n bytes, or NUL-terminated when n < 0), or -1. */
-static int column_index(const Table* t, const char* name, int n) {
+/* The column called name (n bytes, or NUL-terminated when n < 0), or -1,
+** looking from column start on: a row's keys usually come in table order,
+** so that the caller's guess (the column after the previous key) is right
+** at once.  Names are unique regardless of case, so the order of the search
+** does not change the answer. */
+static int column_index_from(const Table* t, const char* name, int n, int start) {
     if (n < 0)
         n = (int)strlen(name);
-    for (int i = 0; i < t->nCol; i++)
-        if (sqlite3_strnicmp(t->col[i], name, n) == 0 && t->col[i][n] == '\0')
+    if (start < 0 || start >= t->nCol)
+        start = 0;
+    for (int j = 0; j < t->nCol; j++) {
+        int i = start + j < t->nCol ? start + j : start + j - t->nCol;
+        const char* c = t->col[i];
+        /* The first letters first, case folded (a superset of what
+        ** sqlite3_strnicmp takes as equal): most columns stop here. */
+        if (n > 0 && (c[0] | 0x20) != (name[0] | 0x20))
+            continue;
+        if (sqlite3_strnicmp(c, name, n) == 0 && c[n] == '\0')
             return i;
+    }
     return -1;
+}
+
+static int column_index(const Table* t, const char* name, int n) {
+    return column_index_from(t, name, n, 0);
 }
 
 /* The schema version of the table's database: any DDL there changes it. */
@@ -296,10 +354,40 @@ static int table_current(Call* k, const Table* t, int* current) {
     return rc;
 }
 
+/* The affinity of a declared column type, by SQLite's rules (section 3.1
+** of https://sqlite.org/datatype3.html, as sqlite3AffinityType applies
+** them): "INT" anywhere wins; then CHAR, CLOB or TEXT; BLOB (or no type);
+** REAL, FLOA or DOUB; else NUMERIC.  Only predict_row() relies on it. */
+static int affinity(const char* type) {
+    unsigned h = 0;
+    int aff = AFF_NUMERIC;
+    if (type == NULL || type[0] == '\0')
+        return AFF_BLOB;
+    for (const char* z = type; *z; z++) {
+        unsigned c = (unsigned char)*z;
+        h = (h << 8) + (c >= 'A' && c <= 'Z' ? c + 32 : c);
+#define W4(a, b, c, d) (((unsigned)(a) << 24) | ((unsigned)(b) << 16) | ((unsigned)(c) << 8) | (d))
+        if (h == W4('c', 'h', 'a', 'r') || h == W4('c', 'l', 'o', 'b') || h == W4('t', 'e', 'x', 't'))
+            aff = AFF_TEXT;
+        else if (h == W4('b', 'l', 'o', 'b') && (aff == AFF_NUMERIC || aff == AFF_REAL))
+            aff = AFF_BLOB;
+        else if ((h == W4('r', 'e', 'a', 'l') || h == W4('f', 'l', 'o', 'a') ||
+                  h == W4('d', 'o', 'u', 'b')) &&
+                 aff == AFF_NUMERIC)
+            aff = AFF_REAL;
+        else if ((h & 0x00ffffff) == W4(0, 'i', 'n', 't'))
+            return AFF_INTEGER;
+#undef W4
+    }
+    return aff;
+}
+
 /* Reads the columns (pragma_table_xinfo) and storage of a table. */
 static int load_columns(Call* k, Table* t) {
     sqlite3_stmt* s;
-    int rc = stmt_get(k, "SELECT name, hidden FROM pragma_table_xinfo(?1) WHERE hidden <> 1", &s);
+    int rc = stmt_get(
+        k, "SELECT name, hidden, type, \"notnull\" FROM pragma_table_xinfo(?1) WHERE hidden <> 1",
+        &s);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
@@ -313,10 +401,15 @@ static int load_columns(Call* k, Table* t) {
             unsigned char* gen = col ? sqlite3_realloc64(t->gen, cap) : NULL;
             if (gen)
                 t->gen = gen;
-            if (!col || !gen)
+            unsigned char* aff = gen ? sqlite3_realloc64(t->aff, cap) : NULL;
+            if (aff)
+                t->aff = aff;
+            if (!col || !gen || !aff)
                 break;
         }
         t->gen[t->nCol] = sqlite3_column_int(s, 1) >= 2;
+        t->aff[t->nCol] = (unsigned char)(affinity((const char*)sqlite3_column_text(s, 2)) |
+                                          (sqlite3_column_int(s, 3) ? AFF_NOTNULL : 0));
         t->col[t->nCol] = sqlite3_mprintf("%s", sqlite3_column_text(s, 0));
         if (t->col[t->nCol++] == NULL)
             break;
@@ -327,7 +420,7 @@ static int load_columns(Call* k, Table* t) {
     if (t->nCol == 0)
         return fail(k, SQLITE_ERROR, "relation \"%s\" does not exist", t->name);
     /* The first match is the one an unqualified name resolves to. */
-    rc = stmt_get(k, "SELECT wr, type = 'table', schema FROM pragma_table_list(?1)", &s);
+    rc = stmt_get(k, "SELECT wr, type = 'table', schema, strict FROM pragma_table_list(?1)", &s);
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
@@ -336,6 +429,8 @@ static int load_columns(Call* k, Table* t) {
         t->rowid = sqlite3_column_int(s, 0) == 0;
         isTable = sqlite3_column_int(s, 1);
         t->cookieSql = sqlite3_mprintf("PRAGMA \"%w\".schema_version", sqlite3_column_text(s, 2));
+        t->plainCols = strcmp((const char*)sqlite3_column_text(s, 2), "main") == 0 &&
+                       sqlite3_column_int(s, 3) == 0;
     }
     sqlite3_reset(s);
     if (!isTable)
@@ -353,6 +448,20 @@ static int load_columns(Call* k, Table* t) {
             t->rowidName = names[i];
     if (t->rowidName == NULL)
         t->rowid = 0;
+    for (int i = 0; i < t->nCol; i++)
+        t->plainCols &= !t->gen[i];
+    /* Member names for predict_row(): SELECT * names columns as declared. */
+    t->nameAt = sqlite3_malloc64(sizeof(int) * (t->nCol + 1));
+    for (int i = 0; t->nameAt && i < t->nCol; i++) {
+        t->nameAt[i] = t->names.n;
+        if (i)
+            duet_buf_char(&t->names, ',');
+        duet_json_append_string(&t->names, t->col[i], (int)strlen(t->col[i]));
+        duet_buf_char(&t->names, ':');
+    }
+    if (t->nameAt == NULL || t->names.oom)
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    t->nameAt[t->nCol] = t->names.n;
     return SQLITE_OK;
 }
 
@@ -587,10 +696,11 @@ static void row_clear(Row* row) {
     row->col = NULL, row->val = NULL, row->own = NULL;
 }
 
-/* The column a JSON key names, or an error that lists the columns. */
+/* The column a JSON key names, or an error that lists the columns; *pcol
+** comes in as the guess less one (-1: none). */
 static int key_column(Call* k, const Table* t, const DuetJsonValue* key, int* pcol) {
     if (!key->escaped) {
-        *pcol = column_index(t, key->z, key->n);
+        *pcol = column_index_from(t, key->z, key->n, *pcol + 1);
         if (*pcol >= 0)
             return SQLITE_OK;
     }
@@ -623,8 +733,8 @@ static int read_object(Call* k,
     int rc = SQLITE_OK, more;
     /* One pass reads and validates; an error about a column waits until the
     ** whole text is known to be JSON, since malformed JSON comes first. */
+    int col = -1; /* the previous key's column, a guess at the next one's */
     while ((more = duet_json_next(&it, &key, &val)) == 1) {
-        int col;
         if (rc != SQLITE_OK)
             continue;
         rc = key_column(k, t, &key, &col);
@@ -694,7 +804,7 @@ static int read_names(Call* k,
     DuetJsonIter it = {v.z + 1, 0, 1, 1};
     *pn = 0;
     while (rc == SQLITE_OK && duet_json_next(&it, NULL, &item) == 1) {
-        int col, i;
+        int col = -1, i;
         if (item.kind != DUET_JSON_STRING)
             return fail(k, SQLITE_MISMATCH, "%s must be a JSON array of column names", what);
         if ((rc = key_column(k, t, &item, &col)) != SQLITE_OK)
@@ -796,66 +906,49 @@ static void append_id(sqlite3_str* sb, const char* name) {
     sqlite3_str_appendchar(sb, 1, '`');
 }
 
-/* A statement signature, built in a buffer: "n,n,...|" groups. */
+/* A statement's key: ints, in a buffer on the stack unless the row is
+** wide.  The first int is -1, whose first byte (0xff) never starts SQL
+** text, so that these never match a fixed statement's key. */
+#define SIG_INLINE 64
 typedef struct Sig {
-    char buf[256];
-    sqlite3_str* big; /* when buf is too small */
-    int len;
+    int buf[SIG_INLINE];
+    int* v;
+    int n;
 } Sig;
 
-static void sig_ints(Sig* g, int n, const int* v) {
-    for (int i = 0; i <= n; i++) {
-        char tmp[14];
-        int m = 0;
-        if (i == n) {
-            tmp[m++] = '|';
-        } else {
-            int x = v[i] < 0 ? 0 : v[i];
-            char rev[12];
-            int len = 0;
-            do
-                rev[len++] = (char)('0' + x % 10), x /= 10;
-            while (x);
-            while (len)
-                tmp[m++] = rev[--len];
-            tmp[m++] = ',';
-        }
-        if (g->big == NULL && g->len + m < (int)sizeof(g->buf)) {
-            memcpy(g->buf + g->len, tmp, m);
-            g->len += m;
-            g->buf[g->len] = '\0';
-        } else {
-            if (g->big == NULL) {
-                g->big = sqlite3_str_new(NULL);
-                sqlite3_str_append(g->big, g->buf, g->len);
-            }
-            sqlite3_str_append(g->big, tmp, m);
-        }
-    }
+static void sig_put(Sig* g, int n, const int* v) {
+    g->v[g->n++] = n;
+    memcpy(g->v + g->n, v, sizeof(int) * n);
+    g->n += n;
 }
 
-/* The signature of (kind, p, row); NULL when out of memory.  Free with
+/* The key of (kind, p, row); NULL when out of memory.  Free with
 ** sig_free(). */
-static const char* spec_sig(Sig* g, char kind, const Spec* p, const Row* row) {
-    int head[6] = {
-        kind,         p->t->id,    p->key ? (int)(p->key - p->t->key) + 1 : 0, p->onlyIfChanged,
-        p->doNothing, p->returning};
-    g->len = 0;
-    g->big = NULL;
-    g->buf[0] = '\0';
-    sig_ints(g, 6, head);
-    sig_ints(g, row->n, row->col);
-    sig_ints(g, p->nUpd, p->upd);
+static const int* spec_sig(Sig* g, char kind, const Spec* p, const Row* row) {
+    int size = 10 + row->n + p->nUpd + (p->lookup ? p->lookup->n : 0);
+    g->v = size <= SIG_INLINE ? g->buf : sqlite3_malloc64(sizeof(int) * size);
+    g->n = 0;
+    if (g->v == NULL)
+        return NULL;
+    int head[7] = {-1,
+                   kind,
+                   p->t->id,
+                   p->key ? (int)(p->key - p->t->key) + 1 : 0,
+                   p->onlyIfChanged,
+                   p->doNothing,
+                   p->returning};
+    memcpy(g->v, head, sizeof(head));
+    g->n = 7;
+    sig_put(g, row->n, row->col);
+    sig_put(g, p->nUpd, p->upd);
     if (p->lookup)
-        sig_ints(g, p->lookup->n, p->lookup->col);
-    if (g->big == NULL)
-        return g->buf;
-    return sqlite3_str_errcode(g->big) ? NULL : sqlite3_str_value(g->big);
+        sig_put(g, p->lookup->n, p->lookup->col);
+    return g->v;
 }
 
 static void sig_free(Sig* g) {
-    if (g->big)
-        sqlite3_free(sqlite3_str_finish(g->big));
+    if (g->v != g->buf)
+        sqlite3_free(g->v);
 }
 
 /* The parameter number of column col in row, 0 if the row does not give it. */
@@ -895,49 +988,88 @@ static void bind_row(sqlite3_stmt* s, const Row* row) {
     }
 }
 
-/* Appends the current row of s to out as a JSON object. */
-static void row_json(sqlite3_str* out, sqlite3_stmt* s) {
-    int n = sqlite3_column_count(s);
-    sqlite3_str_appendchar(out, 1, '{');
-    for (int i = 0; i < n; i++) {
-        const char* name = sqlite3_column_name(s, i);
+/* Writes the JSON member names of a cached statement's result columns;
+** nonzero when out of memory. */
+static int result_names(Cached* c) {
+    int n = sqlite3_column_count(c->stmt);
+    DuetBuf b = {0};
+    int* at = sqlite3_malloc64(sizeof(int) * (n + 1));
+    for (int i = 0; at && i < n; i++) {
+        const char* name = sqlite3_column_name(c->stmt, i);
+        at[i] = b.n;
         if (i)
-            sqlite3_str_appendchar(out, 1, ',');
-        duet_json_append_string(out, name, (int)strlen(name));
-        sqlite3_str_appendchar(out, 1, ':');
-        duet_json_append_column(out, s, i);
+            duet_buf_char(&b, ',');
+        duet_json_append_string(&b, name ? name : "", name ? (int)strlen(name) : 0);
+        duet_buf_char(&b, ':');
     }
-    sqlite3_str_appendchar(out, 1, '}');
+    if (at == NULL || b.oom || (n == 0 && duet_buf_grow(&b, 1))) {
+        sqlite3_free(at), sqlite3_free(b.z);
+        return 1;
+    }
+    at[n] = b.n;
+    sqlite3_free(c->names);
+    sqlite3_free(c->nameAt);
+    c->namesAt = sqlite3_stmt_status(c->stmt, SQLITE_STMTSTATUS_REPREPARE, 0);
+    c->names = b.z;
+    c->nameAt = at;
+    c->nName = n;
+    return 0;
 }
+
+/* Appends the current row of c's statement to out as a JSON object. */
+static void row_json(DuetBuf* out, Cached* c) {
+    if ((c->names == NULL ||
+         c->namesAt != sqlite3_stmt_status(c->stmt, SQLITE_STMTSTATUS_REPREPARE, 0)) &&
+        result_names(c)) {
+        out->oom = 1;
+        return;
+    }
+    duet_buf_char(out, '{');
+    for (int i = 0; i < c->nName; i++) {
+        duet_buf_append(out, c->names + c->nameAt[i], c->nameAt[i + 1] - c->nameAt[i]);
+        duet_json_append_value(out, sqlite3_column_value(c->stmt, i));
+    }
+    duet_buf_char(out, '}');
+}
+
+static int predictable(Call* k, const Table* t);
 
 typedef sqlite3_str* (*Builder)(Call* k, const Spec* p, const Row* row);
 
 /* Runs the statement that build() writes for (p, row), cached by signature,
 ** to completion.  Returns SQLITE_ROW when it gave rows, the first one being
 ** appended to out (NULL when no row is wanted), or SQLITE_DONE. */
-static int run(Call* k, char kind, Builder build, const Spec* p, const Row* row, sqlite3_str* out) {
+static int run(Call* k, char kind, Builder build, const Spec* p, const Row* row, DuetBuf* out) {
     Sig g;
-    const char* sig = spec_sig(&g, kind, p, row);
-    sqlite3_stmt* s = sig ? stmt_find(k->u, sig) : NULL;
+    const int* sig = spec_sig(&g, kind, p, row);
+    int nSig = (int)sizeof(int) * g.n;
+    Cached* c = sig ? stmt_find(k->u, sig, nSig) : NULL;
     int rc = sig ? SQLITE_OK : fail(k, SQLITE_NOMEM, "out of memory");
-    if (s == NULL && rc == SQLITE_OK) {
+    if (c == NULL && rc == SQLITE_OK) {
+        /* Checked before the statement is added: the check runs statements
+        ** of its own, which must not push the new one out of the cache. */
+        int predict = kind == 'I' && !p->returning && !p->doNothing && predictable(k, p->t);
         char* sql = sqlite3_str_finish(build(k, p, row));
-        rc = sql ? stmt_add(k, sig, sql, &s) : fail(k, SQLITE_NOMEM, "out of memory");
+        rc = sql ? stmt_add(k, sig, nSig, sql, &c) : fail(k, SQLITE_NOMEM, "out of memory");
         sqlite3_free(sql);
+        if (rc == SQLITE_OK)
+            c->predict = predict;
     }
     sig_free(&g);
     if (rc != SQLITE_OK)
         return rc;
+    k->ran = c;
+    sqlite3_stmt* s = c->stmt;
     bind_row(s, row);
     k->u->conn->internal++;
     int got = 0;
     /* Run to completion, so that the statement's write is finished. */
     while ((rc = sqlite3_step(s)) == SQLITE_ROW)
         if (got++ == 0 && out)
-            row_json(out, s);
+            row_json(out, c);
     if (rc != SQLITE_DONE)
         fail_db(k, rc);
-    else if (out && sqlite3_str_errcode(out))
+    else if (out && out->oom)
         rc = fail(k, SQLITE_NOMEM, "out of memory");
     else if (got)
         rc = SQLITE_ROW;
@@ -1058,7 +1190,7 @@ static sqlite3_str* select_lookup_sql(Call* k, const Spec* p, const Row* row) {
 }
 
 /* The row that an insert conflicted with, by its key. */
-static int select_by_key(Call* k, Spec* p, const Row* row, sqlite3_str* out) {
+static int select_by_key(Call* k, Spec* p, const Row* row, DuetBuf* out) {
     int rc = run(k, 'K', select_key_sql, p, row, out);
     if (rc == SQLITE_DONE)
         rc = fail(k, SQLITE_ERROR, "could not find the row of \"%s\" that the row conflicts with",
@@ -1073,6 +1205,155 @@ static int key_given(const Key* key, const Row* row) {
     return 1;
 }
 
+/* One integer of SQL (a count or a cookie), or -1 on any error. */
+static sqlite3_int64 query_int(Call* k, const char* sql, const char* arg) {
+    sqlite3_stmt* s;
+    sqlite3_int64 v = -1;
+    if (sql == NULL || sqlite3_prepare_v2(k->db, sql, -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    if (arg)
+        sqlite3_bind_text(s, 1, arg, -1, SQLITE_STATIC);
+    if (sqlite3_step(s) == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    return v;
+}
+
+/*
+** Whether the row an upsert into t writes is exactly the one predict_row()
+** can tell from its input, checked as a new INSERT is prepared: t's
+** description is current (schema version unchanged; temp, whose changes do
+** not move it, holds no table of that name that would now hide t), and
+** nothing but the INSERT can change the row: no trigger in main or temp
+** (not only t's: a trigger elsewhere, fired through a cascade, could write
+** t) and no foreign key of t onto itself (a cascade could reach the row).
+** Any error just says no.  Prepared once per statement, not per call.
+*/
+static int predictable(Call* k, const Table* t) {
+    if (!t->rowid || !t->plainCols)
+        return 0;
+    if (query_int(k, t->cookieSql, NULL) != t->cookie)
+        return 0;
+    return query_int(k,
+                     "SELECT (SELECT count(*) FROM main.sqlite_master WHERE type = 'trigger')"
+                     " + (SELECT count(*) FROM temp.sqlite_master WHERE type = 'trigger'"
+                     " OR name = ?1 COLLATE NOCASE)"
+                     " + (SELECT count(*) FROM pragma_foreign_key_list(?1, 'main')"
+                     " WHERE \"table\" = ?1 COLLATE NOCASE)",
+                     t->name) == 0;
+}
+
+/* What SQLite makes of a REAL given to a column of INTEGER, NUMERIC or
+** REAL affinity (sqlite3VdbeIntegerAffinity): an integer when the value is
+** one, short of the int64 extremes. */
+static int real_is_int(double r, sqlite3_int64* ix) {
+    if (!(r > -9223372036854775808.0 && r < 9223372036854775808.0))
+        return 0;
+    *ix = (sqlite3_int64)r;
+    return r == (double)*ix && *ix > INT64_MIN && *ix < INT64_MAX;
+}
+
+/* The value SQLite stores for v in a column of affinity aff, appended to
+** out as JSON, as duet_json_append_value() would write it read back; 0
+** (and nothing appended) when that takes SQLite's text-to-number rules or
+** number-to-text formatting, which are left to SQLite. */
+static int predict_value(DuetBuf* out, int aff, const DuetJsonValue* v, const char* own) {
+    sqlite3_int64 x;
+    switch (v->kind) {
+        case DUET_JSON_NULL:
+            duet_buf_append(out, "null", 4);
+            return 1;
+        case DUET_JSON_TRUE:
+        case DUET_JSON_FALSE:
+        case DUET_JSON_INT:
+            x = v->kind == DUET_JSON_INT ? v->i : v->kind == DUET_JSON_TRUE;
+            if (aff == AFF_TEXT)
+                return 0;
+            if (aff == AFF_REAL)
+                duet_json_append_real(out, (double)x);
+            else
+                duet_json_append_int(out, x);
+            return 1;
+        case DUET_JSON_REAL:
+            if (aff == AFF_TEXT)
+                return 0;
+            if (aff != AFF_BLOB && real_is_int(v->r, &x)) {
+                if (aff == AFF_REAL)
+                    duet_json_append_real(out, (double)x); /* -0.0 comes back 0.0 */
+                else
+                    duet_json_append_int(out, x);
+            } else {
+                duet_json_append_real(out, v->r);
+            }
+            return 1;
+        case DUET_JSON_STRING:
+            /* Text a numeric affinity may turn into a number. */
+            if (aff != AFF_TEXT && aff != AFF_BLOB)
+                return 0;
+            /* fall through */
+        default:
+            /* Objects and arrays are bound as their text, which starts with
+            ** { or [ and so stays text in any column. */
+            if (own)
+                duet_json_append_string(out, own, (int)strlen(own));
+            else
+                duet_json_append_string(out, v->z, v->n);
+            return 1;
+    }
+}
+
+/*
+** Writes the row an upsert has just written, {"id":..,...}, from its input
+** instead of reading it back (a second statement, most of the cost of a
+** call beyond the INSERT itself): when the row gives every column, and on
+** an update sets every column outside the conflict key, whose values then
+** are exactly the ones given (integers in columns of integer or numeric
+** affinity).  Returns 0, with out as it was, where that does not hold.
+*/
+static int predict_row(const Spec* p, const Row* row, int inserted, DuetBuf* out) {
+    const Table* t = p->t;
+    if (row->n != t->nCol)
+        return 0;
+    if (!inserted) {
+        /* Updated, or left alone by only_if_changed: only the former is
+        ** certain, and only when no column keeps its old value. */
+        if (p->onlyIfChanged)
+            return 0;
+        for (int i = 0; i < t->nCol; i++)
+            if (!set_contains(p->key->n, p->key->col, i) && !set_contains(p->nUpd, p->upd, i))
+                return 0;
+        for (int i = 0; i < p->key->n; i++) {
+            const DuetJsonValue* v = &row->val[p->key->col[i]];
+            int aff = t->aff[p->key->col[i]] & ~AFF_NOTNULL;
+            if ((aff != AFF_INTEGER && aff != AFF_NUMERIC) || v->kind != DUET_JSON_INT ||
+                v->i == INT64_MIN)
+                return 0;
+        }
+    }
+    int mark = out->n;
+    duet_buf_char(out, '{');
+    for (int i = 0; i < t->nCol; i++) {
+        /* Row columns are ascending and all given: row->col[i] == i. */
+        const DuetJsonValue* v = &row->val[i];
+        int aff = t->aff[i];
+        /* NOT NULL ... ON CONFLICT REPLACE stores the default instead; an
+        ** INTEGER PRIMARY KEY makes up a rowid. */
+        if (v->kind == DUET_JSON_NULL &&
+            ((aff & AFF_NOTNULL) || (t->nKey > 0 && t->key[0].primary &&
+                                     set_contains(t->key[0].n, t->key[0].col, i)))) {
+            out->n = mark;
+            return 0;
+        }
+        duet_buf_append(out, t->names.z + t->nameAt[i], t->nameAt[i + 1] - t->nameAt[i]);
+        if (!predict_value(out, aff & ~AFF_NOTNULL, v, row->own[i])) {
+            out->n = mark;
+            return 0;
+        }
+    }
+    duet_buf_char(out, '}');
+    return 1;
+}
+
 /*
 ** Rowid tables, key given: INSERT ... ON CONFLICT without RETURNING, then the
 ** row read back by rowid (inserted) or by key (updated or untouched).  In
@@ -1080,7 +1361,7 @@ static int key_given(const Key* key, const Row* row) {
 ** through a temporary table); a read by rowid costs a fraction.  Outside a
 ** transaction a savepoint keeps the two statements together.
 */
-static int upsert_rowid(Call* k, Spec* p, const Row* row, sqlite3_str* out, int* inserted) {
+static int upsert_rowid(Call* k, Spec* p, const Row* row, DuetBuf* out, int* inserted) {
     int own = sqlite3_get_autocommit(k->db);
     int rc = own ? exec_cached(k, "SAVEPOINT duet_upsert") : SQLITE_OK;
     if (rc != SQLITE_OK)
@@ -1092,7 +1373,12 @@ static int upsert_rowid(Call* k, Spec* p, const Row* row, sqlite3_str* out, int*
     *inserted = sqlite3_last_insert_rowid(k->db) != NO_ROWID;
     if (!*inserted)
         sqlite3_set_last_insert_rowid(k->db, before);
-    if (rc == SQLITE_DONE && *inserted) {
+    if (rc == SQLITE_DONE && k->ran->predict &&
+        sqlite3_stmt_status(k->ran->stmt, SQLITE_STMTSTATUS_REPREPARE, 0) != 0)
+        k->ran->predict = 0; /* the schema changed since the check */
+    if (rc == SQLITE_DONE && k->ran->predict && predict_row(p, row, *inserted, out)) {
+        rc = SQLITE_OK;
+    } else if (rc == SQLITE_DONE && *inserted) {
         rc = run(k, 'R', select_rowid_sql, p, row, out);
         if (rc == SQLITE_DONE)
             rc = fail(k, SQLITE_ERROR, "the inserted row of \"%s\" vanished", p->t->name);
@@ -1113,7 +1399,7 @@ static int upsert_rowid(Call* k, Spec* p, const Row* row, sqlite3_str* out, int*
 
 /* Upserts one row, appending the resulting row to out; *inserted tells
 ** whether it is new. */
-static int upsert_row(Call* k, Spec* p, const Row* row, sqlite3_str* out, int* inserted) {
+static int upsert_row(Call* k, Spec* p, const Row* row, DuetBuf* out, int* inserted) {
     *inserted = 0;
     p->doNothing = 0;
     if (p->t->rowid && key_given(p->key, row))
@@ -1212,6 +1498,7 @@ typedef struct UpsertCall {
     int argc;
     sqlite3_value** argv;
     char* result;
+    int nResult;
 } UpsertCall;
 
 static int do_upsert(Call* k, void* arg) {
@@ -1227,21 +1514,26 @@ static int do_upsert(Call* k, void* arg) {
     if (rc == SQLITE_OK && row.n == 0)
         rc = fail(k, SQLITE_ERROR, "row must give at least one column");
     /* The result is written as the row is read: {"row":...,"inserted":...} */
-    sqlite3_str* out = sqlite3_str_new(k->db);
+    DuetBuf out = {0};
     int inserted = 0;
-    sqlite3_str_appendall(out, "{\"row\":");
+    duet_buf_append(&out, "{\"row\":", 7);
     if (rc == SQLITE_OK) {
         update_set(&p, &row, a.nUpd, a.upd);
-        rc = upsert_row(k, &p, &row, out, &inserted);
+        rc = upsert_row(k, &p, &row, &out, &inserted);
     }
-    sqlite3_str_appendall(out, inserted ? ",\"inserted\":true}" : ",\"inserted\":false}");
-    char* text = sqlite3_str_finish(out);
-    if (rc == SQLITE_OK && text == NULL)
-        rc = fail(k, SQLITE_NOMEM, "out of memory");
-    if (rc == SQLITE_OK)
-        uc->result = text;
+    if (inserted)
+        duet_buf_append(&out, ",\"inserted\":true}", 17);
     else
-        sqlite3_free(text);
+        duet_buf_append(&out, ",\"inserted\":false}", 18);
+    if (rc == SQLITE_OK && out.oom)
+        rc = fail(k, SQLITE_NOMEM, "out of memory");
+    if (rc == SQLITE_OK) {
+        out.z[out.n] = '\0';
+        uc->result = out.z;
+        uc->nResult = out.n;
+    } else {
+        sqlite3_free(out.z);
+    }
     row_clear(&row);
     args_free(&p, &a);
     return rc;
@@ -1254,19 +1546,19 @@ static void call_init(Call* k, sqlite3_context* ctx, const char* fn) {
     k->fn = fn;
 }
 
-static void result_json(sqlite3_context* ctx, char* json) {
-    sqlite3_result_text(ctx, json, -1, sqlite3_free);
+static void result_json(sqlite3_context* ctx, char* json, int n) {
+    sqlite3_result_text(ctx, json, n, sqlite3_free);
     sqlite3_result_subtype(ctx, JSON_SUBTYPE);
 }
 
 static void upsert_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     Call k;
-    UpsertCall uc = {argc, argv, NULL};
+    UpsertCall uc = {argc, argv, NULL, 0};
     if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
         return;
     call_init(&k, ctx, "duet_upsert");
     if (with_retry(&k, do_upsert, &uc) == SQLITE_OK)
-        result_json(ctx, uc.result);
+        result_json(ctx, uc.result, uc.nResult);
     else
         call_result_error(ctx, &k);
     sqlite3_free(k.err);
@@ -1312,22 +1604,27 @@ static int do_upsert_many(Call* k, void* arg) {
 static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows, UpsertCall* uc) {
     DuetJsonIter it = {rows->z + 1, 0, 1, 1};
     DuetJsonValue elem;
-    sqlite3_str* out = sqlite3_str_new(k->db);
+    DuetBuf out = {0};
     int rc = SQLITE_OK;
-    sqlite3_str_appendchar(out, 1, '[');
+    duet_buf_char(&out, '[');
     for (int i = 1; rc == SQLITE_OK && duet_json_next(&it, NULL, &elem) == 1; i++) {
         int inserted = 0;
         Row row = {0};
         rc = read_object(k, p->t, &elem, "row", &row);
         if (rc == SQLITE_OK && row.n == 0)
             rc = fail(k, SQLITE_ERROR, "row must give at least one column");
-        sqlite3_str_appendall(out, i > 1 ? ",{\"row\":" : "{\"row\":");
+        if (i > 1)
+            duet_buf_char(&out, ',');
+        duet_buf_append(&out, "{\"row\":", 7);
         if (rc == SQLITE_OK) {
             update_set(p, &row, a->nUpd, a->upd);
-            rc = upsert_row(k, p, &row, out, &inserted);
+            rc = upsert_row(k, p, &row, &out, &inserted);
         }
         if (rc == SQLITE_OK) {
-            sqlite3_str_appendall(out, inserted ? ",\"inserted\":true}" : ",\"inserted\":false}");
+            if (inserted)
+                duet_buf_append(&out, ",\"inserted\":true}", 17);
+            else
+                duet_buf_append(&out, ",\"inserted\":false}", 18);
         } else if (k->err) {
             char* msg = sqlite3_mprintf("%s (element %d of the rows array)", k->err, i);
             sqlite3_free(k->err);
@@ -1335,25 +1632,27 @@ static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows,
         }
         row_clear(&row);
     }
-    sqlite3_str_appendchar(out, 1, ']');
-    char* text = sqlite3_str_finish(out);
-    if (rc == SQLITE_OK && text == NULL)
+    duet_buf_char(&out, ']');
+    if (rc == SQLITE_OK && out.oom)
         rc = fail(k, SQLITE_NOMEM, "out of memory");
-    if (rc == SQLITE_OK)
-        uc->result = text;
-    else
-        sqlite3_free(text);
+    if (rc == SQLITE_OK) {
+        out.z[out.n] = '\0';
+        uc->result = out.z;
+        uc->nResult = out.n;
+    } else {
+        sqlite3_free(out.z);
+    }
     return rc;
 }
 
 static void upsert_many_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     Call k;
-    UpsertCall uc = {argc, argv, NULL};
+    UpsertCall uc = {argc, argv, NULL, 0};
     if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
         return;
     call_init(&k, ctx, "duet_upsert_many");
     if (with_retry(&k, do_upsert_many, &uc) == SQLITE_OK)
-        result_json(ctx, uc.result);
+        result_json(ctx, uc.result, uc.nResult);
     else
         call_result_error(ctx, &k);
     sqlite3_free(k.err);
@@ -1389,6 +1688,7 @@ typedef struct GocCall {
     sqlite3_value** argv;
     int argc;
     char* result;
+    int nResult;
 } GocCall;
 
 static int merge_rows(Call* k, const Table* t, const Row* lookup, const Row* defaults, Row* all) {
@@ -1416,7 +1716,7 @@ static int goc_steps(Call* k,
                      const Table* t,
                      const Row* lookup,
                      const Row* all,
-                     sqlite3_str* out,
+                     DuetBuf* out,
                      int* created) {
     Spec p = {0};
     p.t = t;
@@ -1467,7 +1767,7 @@ static int do_get_or_create(Call* k, void* arg) {
     GocCall* gc = arg;
     Row lookup = {0}, defaults = {0}, all = {0};
     const Table* t;
-    sqlite3_str* out = sqlite3_str_new(k->db);
+    DuetBuf out = {0};
     int created = 0;
     const char* name = (const char*)sqlite3_value_text(gc->argv[0]);
     int current = 1;
@@ -1487,29 +1787,34 @@ static int do_get_or_create(Call* k, void* arg) {
         rc = fail(k, SQLITE_ERROR, "lookup must give at least one column");
     if (rc == SQLITE_OK)
         rc = merge_rows(k, t, &lookup, &defaults, &all);
-    sqlite3_str_appendall(out, "{\"row\":");
+    duet_buf_append(&out, "{\"row\":", 7);
     if (rc == SQLITE_OK)
-        rc = goc_steps(k, t, &lookup, &all, out, &created);
-    sqlite3_str_appendall(out, created ? ",\"created\":true}" : ",\"created\":false}");
-    char* text = sqlite3_str_finish(out);
-    if (rc == SQLITE_OK && text == NULL)
-        rc = fail(k, SQLITE_NOMEM, "out of memory");
-    if (rc == SQLITE_OK)
-        gc->result = text;
+        rc = goc_steps(k, t, &lookup, &all, &out, &created);
+    if (created)
+        duet_buf_append(&out, ",\"created\":true}", 16);
     else
-        sqlite3_free(text);
+        duet_buf_append(&out, ",\"created\":false}", 17);
+    if (rc == SQLITE_OK && out.oom)
+        rc = fail(k, SQLITE_NOMEM, "out of memory");
+    if (rc == SQLITE_OK) {
+        out.z[out.n] = '\0';
+        gc->result = out.z;
+        gc->nResult = out.n;
+    } else {
+        sqlite3_free(out.z);
+    }
     row_clear(&lookup), row_clear(&defaults), row_clear(&all);
     return rc;
 }
 
 static void get_or_create_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
     Call k;
-    GocCall gc = {argv, argc, NULL};
+    GocCall gc = {argv, argc, NULL, 0};
     if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
         return;
     call_init(&k, ctx, "duet_get_or_create");
     if (with_retry(&k, do_get_or_create, &gc) == SQLITE_OK)
-        result_json(ctx, gc.result);
+        result_json(ctx, gc.result, gc.nResult);
     else
         call_result_error(ctx, &k);
     sqlite3_free(k.err);

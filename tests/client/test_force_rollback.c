@@ -1,7 +1,9 @@
 /*
  * test_force_rollback.c — force_rollback on PostgreSQL (with the duet
  * extension's server-side test session, and without it: client savepoints)
- * and on SQLite, each checked from a second, normal pool: nothing leaks,
+ * and on SQLite (with the duet SQLite extension loaded through
+ * extension=PATH, whose duet_test_begin() session is used, and without it:
+ * client savepoints), each checked from a second, normal pool: nothing leaks,
  * the program's transactions keep their meaning, a failed statement loses
  * only itself, every thread shares the one session, switching off or
  * closing rolls everything back.
@@ -10,7 +12,14 @@
 
 #include "testutil.h"
 
-typedef enum mode { PG_CLIENT, PG_SERVER, SQLITE } mode;
+typedef enum mode { PG_CLIENT, PG_SERVER, SQLITE, SQLITE_EXT } mode;
+
+/* The duet SQLite extension (run-suites exports it); the test fails, not skips, without it. */
+static const char *sqlite_ext_path(void) {
+    const char *p = getenv("DUET_SQLITE_EXT");
+    if (!p || !*p) fail_msg("DUET_SQLITE_EXT is not set: run the tests through make check");
+    return p;
+}
 
 typedef struct fixture {
     mode mode;
@@ -20,7 +29,13 @@ typedef struct fixture {
     duet_db *check; /* a normal pool on the same database */
 } fixture;
 
-static char *fixture_url(fixture *f, const char *opts) { return test_url_with(f->base, opts); }
+/* The force_rollback pool's URL: the SQLite extension is loaded there only, never in f->check. */
+static char *fixture_url(fixture *f, const char *opts) {
+    if (f->mode != SQLITE_EXT) return test_url_with(f->base, opts);
+    char ext[1024];
+    snprintf(ext, sizeof ext, "extension=%s%s%s", sqlite_ext_path(), *opts ? "&" : "", opts);
+    return test_url_with(f->base, ext);
+}
 
 /*
  * A database of its own next to the test cluster's "postgres": with the
@@ -64,10 +79,10 @@ static int setup(void **state, mode m) {
     } else if (m == PG_SERVER) {
         f->base = database_url("duet_fr_ext", true);
     } else {
-        f->dir = test_tmpdir();
+        f->dir = test_tmpdir(); /* SQLITE and SQLITE_EXT */
         f->base = test_sqlite_url(f->dir, "fr.db", "");
     }
-    char *url = fixture_url(f, "min_connections=0");
+    char *url = test_url_with(f->base, "min_connections=0");
     assert_duet_ok(duet_open(url, &f->check));
     free(url);
     test_exec(f->check, "DROP TABLE IF EXISTS fr_t");
@@ -79,6 +94,7 @@ static int setup(void **state, mode m) {
 static int setup_pg_client(void **state) { return setup(state, PG_CLIENT); }
 static int setup_pg_server(void **state) { return setup(state, PG_SERVER); }
 static int setup_sqlite(void **state) { return setup(state, SQLITE); }
+static int setup_sqlite_ext(void **state) { return setup(state, SQLITE_EXT); }
 
 static int teardown(void **state) {
     fixture *f = *state;
@@ -136,7 +152,9 @@ static void close_fr(fixture *f) {
 }
 
 static void assert_mechanism(fixture *f) {
-    const char *want = f->mode == PG_SERVER ? "server test session" : "client savepoints";
+    const char *want = f->mode == PG_SERVER    ? "server test session"
+                       : f->mode == SQLITE_EXT ? "SQLite extension test session"
+                                               : "client savepoints";
     if (!strstr(log_seen, want)) fail_msg("expected \"%s\", log: %s", want, log_seen);
 }
 
@@ -269,10 +287,150 @@ static void test_threads_share_session(void **state) {
     close_fr(f);
 }
 
+typedef struct switch_arg {
+    duet_db *db;
+    pthread_barrier_t *go;
+    duet_status st;
+} switch_arg;
+
+static void *switch_on(void *p) {
+    switch_arg *a = p;
+    pthread_barrier_wait(a->go);
+    a->st = duet_force_rollback(a->db, true);
+    return NULL;
+}
+
+/* Two threads switching on at once get one session: no connection is left behind. */
+static void test_concurrent_switch_on(void **state) {
+    fixture *f = *state;
+    duet_db *db = open_fr(f, "min_connections=0&max_connections=4");
+    for (int round = 0; round < 10; round++) {
+        pthread_barrier_t go;
+        pthread_barrier_init(&go, NULL, 2);
+        pthread_t th[2];
+        switch_arg args[2];
+        for (int i = 0; i < 2; i++) {
+            args[i] = (switch_arg){db, &go, DUET_OK};
+            pthread_create(&th[i], NULL, switch_on, &args[i]);
+        }
+        for (int i = 0; i < 2; i++) {
+            pthread_join(th[i], NULL);
+            assert_duet_ok(args[i].st);
+        }
+        pthread_barrier_destroy(&go);
+        assert_duet_ok(insert(db, round + 1));
+        duet_pool_stats s;
+        duet_pool_stats_get(db, &s);
+        assert_int_equal(s.in_use, 1); /* the one session's connection */
+        assert_duet_ok(duet_force_rollback(db, false));
+        duet_pool_stats_get(db, &s);
+        assert_int_equal(s.in_use, 0);
+        assert_int_equal(count(f->check), 0);
+    }
+    close_fr(f);
+}
+
+static void *switch_on_plain(void *p) {
+    switch_arg *a = p;
+    a->st = duet_force_rollback(a->db, true);
+    return NULL;
+}
+
+/*
+ * A thread whose transaction began before another thread switched
+ * force_rollback on finishes it on its own connection, which then goes
+ * back to the pool (not stranded, with its transaction open).
+ */
+static void test_switch_on_during_other_transaction(void **state) {
+    fixture *f = *state;
+    duet_db *db = open_fr(f, "min_connections=0&max_connections=4");
+    assert_duet_ok(duet_begin(db));
+    assert_duet_ok(insert(db, 1));
+    pthread_t th;
+    switch_arg a = {db, NULL, DUET_OK};
+    pthread_create(&th, NULL, switch_on_plain, &a);
+    pthread_join(th, NULL);
+    assert_duet_ok(a.st);
+    assert_int_equal(duet_txn_depth(db), 1);
+    assert_duet_ok(insert(db, 2));
+    assert_duet_ok(duet_commit(db)); /* begun before: a real commit */
+    assert_int_equal(sum_ids(f->check), 3);
+    duet_pool_stats s;
+    duet_pool_stats_get(db, &s);
+    assert_int_equal(s.in_use, 1); /* just the session's connection */
+    assert_duet_ok(insert(db, 4)); /* now in the session */
+    assert_int_equal(sum_ids(db), 7);
+    assert_duet_ok(duet_force_rollback(db, false));
+    assert_int_equal(sum_ids(f->check), 3);
+    close_fr(f);
+}
+
+/*
+ * What only the SQLite extension's session can do: the program's own COMMIT
+ * sent as SQL (which commits a client-side outer transaction for real) and
+ * its DDL are discarded too.  Checked from a second connection while the
+ * session runs and after it ends.
+ */
+static void test_sqlite_ext_discards_commit(void **state) {
+    fixture *f = *state;
+    duet_db *db = open_fr(f, "force_rollback=true&min_connections=0&max_connections=2");
+    assert_mechanism(f);
+    duet_result *r = NULL;
+    assert_duet_ok(duet_fetch_val(db, "SELECT duet_test_session()", NULL, 0, &r));
+    assert_non_null(strstr(duet_result_text(r, 0, 0), "\"active\":true"));
+    duet_result_free(r);
+    test_exec(db, "CREATE TABLE fr_ext_ddl (x int)");
+    test_exec(db, "INSERT INTO fr_ext_ddl VALUES (1)");
+    assert_duet_ok(insert(db, 1));
+    test_exec(db, "COMMIT"); /* the program's own COMMIT, as SQL */
+    assert_duet_ok(duet_begin(db));
+    assert_duet_ok(insert(db, 2));
+    test_exec(db, "COMMIT"); /* ends the program's transaction (a savepoint) ... */
+    assert_duet_ok(duet_commit(db)); /* ... and this one has nothing left to end */
+    assert_int_equal(sum_ids(db), 3);
+    assert_int_equal(count(f->check), 0);
+    assert_int_equal(duet_fetch_val(f->check, "SELECT count(*) FROM fr_ext_ddl", NULL, 0, &r),
+                     DUET_ERR_SYNTAX); /* the DDL is not visible either */
+    close_fr(f);
+    assert_int_equal(count(f->check), 0);
+    assert_int_equal(duet_fetch_val(f->check, "SELECT count(*) FROM fr_ext_ddl", NULL, 0, &r),
+                     DUET_ERR_SYNTAX);
+    /* and the extension is only loaded where asked: the check pool has no such function */
+    assert_int_equal(duet_fetch_val(f->check, "SELECT duet_test_session()", NULL, 0, &r),
+                     DUET_ERR_SYNTAX);
+}
+
+/* An unloadable extension fails duet_open with a configuration error naming the path. */
+static void test_sqlite_ext_errors(void **state) {
+    fixture *f = *state;
+    duet_db *db = NULL;
+    char *url = test_url_with(f->base, "extension=/nonexistent/duet_ext&min_connections=1");
+    assert_int_equal(duet_open(url, &db), DUET_ERR_CONFIG);
+    assert_null(db);
+    assert_non_null(strstr(duet_errmsg(), "/nonexistent/duet_ext"));
+    free(url);
+    /* min_connections=0: the first query fails at once, not after acquire_timeout */
+    url = test_url_with(f->base, "extension=/nonexistent/duet_ext&min_connections=0");
+    assert_duet_ok(duet_open(url, &db));
+    free(url);
+    double t0 = test_now_ms();
+    duet_result *r = NULL;
+    assert_int_equal(duet_fetch_val(db, "SELECT 1", NULL, 0, &r), DUET_ERR_CONFIG);
+    assert_non_null(strstr(duet_errmsg(), "/nonexistent/duet_ext"));
+    assert_true(test_now_ms() - t0 < 5000);
+    duet_close(db);
+    /* PostgreSQL URLs do not take it, and never echo the password */
+    assert_int_equal(duet_config_parse("postgresql://u:s3cret@h/db?extension=/x", &(duet_config *){0}),
+                     DUET_ERR_CONFIG);
+    assert_non_null(strstr(duet_errmsg(), "sqlite"));
+    assert_null(strstr(duet_errmsg(), "s3cret"));
+}
+
 #define ALL(fn)                                                        \
     cmocka_unit_test_setup_teardown(fn, setup_pg_client, teardown),    \
         cmocka_unit_test_setup_teardown(fn, setup_pg_server, teardown), \
-        cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown)
+        cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown),    \
+        cmocka_unit_test_setup_teardown(fn, setup_sqlite_ext, teardown)
 
 int main(void) {
     alarm(TEST_WATCHDOG_SECONDS); /* a hang fails this binary instead of the whole suite */
@@ -282,6 +440,10 @@ int main(void) {
         ALL(test_runtime_switch),
         ALL(test_ddl_rolled_back),
         ALL(test_threads_share_session),
+        ALL(test_concurrent_switch_on),
+        ALL(test_switch_on_during_other_transaction),
+        cmocka_unit_test_setup_teardown(test_sqlite_ext_discards_commit, setup_sqlite_ext, teardown),
+        cmocka_unit_test_setup_teardown(test_sqlite_ext_errors, setup_sqlite_ext, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,8 @@
  * statistics, and SQLite's shared :memory: database.
  */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/types.h>
 
 #include "testutil.h"
 
@@ -363,6 +365,155 @@ static void test_dirty_connection_rolled_back(void **state) {
     free(url);
 }
 
+
+/* ------------------------------------------------------------------ */
+/* A server backend that stops answering (SIGSTOP): nothing may hang    */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A stopped backend keeps its socket open and never answers, like a peer
+ * that vanished without a FIN: PQcancel cannot reach it either (the
+ * signal stays pending).  run-suites runs the tests as root, so the test
+ * can stop the postgres-owned backend; it is always continued again.
+ */
+typedef struct stopped_call {
+    duet_db *db;
+    int what;       /* 0: duet_release, 1: duet_commit, 2: fetch SELECT 1, 3: force_rollback off */
+    duet_conn *conn; /* handed over from the main thread (duet_detach) for 0 and 1 */
+    duet_status st;
+    double took_ms;
+    volatile bool done;
+    char err[512];
+} stopped_call;
+
+static void *stopped_call_main(void *p) {
+    stopped_call *a = p;
+    double t0 = test_now_ms();
+    if (a->conn && (a->st = duet_attach(a->db, a->conn)) != DUET_OK) {
+        snprintf(a->err, sizeof a->err, "%s", duet_errmsg());
+        a->done = true;
+        return NULL;
+    }
+    if (a->what == 0) {
+        a->st = duet_release(a->db);
+    } else if (a->what == 1) {
+        a->st = duet_commit(a->db);
+    } else if (a->what == 3) {
+        a->st = duet_force_rollback(a->db, false);
+    } else {
+        duet_result *r = NULL;
+        a->st = duet_fetch_val(a->db, "SELECT 1", NULL, 0, &r);
+        duet_result_free(r);
+    }
+    snprintf(a->err, sizeof a->err, "%s", duet_errmsg());
+    a->took_ms = test_now_ms() - t0;
+    a->done = true;
+    return NULL;
+}
+
+/*
+ * Runs the call in a thread while pid is stopped; continues pid after the
+ * call returns or after limit_ms, whichever comes first, and fails the test
+ * when the call needed the backend to be continued.
+ */
+static void call_while_stopped(stopped_call *a, int64_t pid, double limit_ms) {
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stopped_call_main, a), 0);
+    double t0 = test_now_ms();
+    while (!a->done && test_now_ms() - t0 < limit_ms) test_sleep_ms(50);
+    bool hung = !a->done;
+    kill((pid_t)pid, SIGCONT);
+    pthread_join(th, NULL);
+    if (hung) fail_msg("the call hung on a stopped backend (returned %.0f ms later, after SIGCONT)",
+                       a->took_ms);
+}
+
+static int64_t stop_backend(duet_db *db) {
+    int64_t pid = test_int(db, "SELECT pg_backend_pid()");
+    assert_int_equal(kill((pid_t)pid, SIGSTOP), 0);
+    return pid;
+}
+
+/* A dirty connection returned to the pool is rolled back, but never waits forever for it. */
+static void test_stopped_backend_rollback_on_return(void **state) {
+    (void)state;
+    char *url = test_pg_url_with("max_connections=2&min_connections=0&test_before_acquire=false");
+    duet_db *db;
+    assert_duet_ok(duet_open(url, &db));
+    assert_duet_ok(duet_acquire(db));
+    test_exec(db, "BEGIN");
+    int64_t pid = stop_backend(db);
+    stopped_call a = {.db = db, .what = 0};
+    assert_duet_ok(duet_detach(db, &a.conn));
+    call_while_stopped(&a, pid, 15000);
+    if (a.st != DUET_OK) fail_msg("release: %s: %s", duet_status_name(a.st), a.err); /* the caller's release is not an error: the pool dealt with it */
+    duet_pool_stats s;
+    duet_pool_stats_get(db, &s);
+    assert_int_equal(s.in_use, 0);
+    assert_int_equal(s.closed, 1); /* discarded, never reused */
+    assert_int_equal(test_int(db, "SELECT 1"), 1);
+    duet_close(db);
+    free(url);
+}
+
+/* transaction_timeout's reaper rolls back an idle transaction, but never waits forever for it. */
+static void test_stopped_backend_reaper(void **state) {
+    (void)state;
+    char *url = test_pg_url_with("max_connections=2&min_connections=0&test_before_acquire=false"
+                                 "&transaction_timeout=500ms&transaction_cleanup_interval=100ms");
+    duet_db *db;
+    assert_duet_ok(duet_open(url, &db));
+    assert_duet_ok(duet_begin(db));
+    int64_t pid = stop_backend(db);
+    test_sleep_ms(1000); /* the reaper finds the transaction and tries to roll it back */
+    stopped_call a = {.db = db, .what = 1};
+    assert_duet_ok(duet_detach(db, &a.conn));
+    call_while_stopped(&a, pid, 15000);
+    if (a.st != DUET_ERR_EXPIRED) fail_msg("commit: %s: %s", duet_status_name(a.st), a.err);
+    assert_int_equal(test_int(db, "SELECT 1"), 1); /* the pool and its thread still work */
+    duet_pool_stats s;
+    duet_pool_stats_get(db, &s);
+    assert_int_equal(s.in_use, 0);
+    duet_close(db);
+    free(url);
+}
+
+/* Switching force_rollback off (as duet_close does) on a stopped backend. */
+static void test_stopped_backend_force_rollback_off(void **state) {
+    (void)state;
+    char *url = test_pg_url_with("max_connections=2&min_connections=0&force_rollback=true");
+    duet_db *db;
+    assert_duet_ok(duet_open(url, &db));
+    int64_t pid = stop_backend(db); /* the session's connection */
+    stopped_call a = {.db = db, .what = 3};
+    call_while_stopped(&a, pid, 15000);
+    assert_int_equal(a.st, DUET_ERR_CONNECTION); /* the session died with its connection */
+    duet_pool_stats s;
+    duet_pool_stats_get(db, &s);
+    assert_int_equal(s.in_use, 0);
+    assert_int_equal(test_int(db, "SELECT 1"), 1);
+    duet_close(db);
+    free(url);
+}
+
+/* test_before_acquire on a stopped backend: replaced, within acquire_timeout. */
+static void test_stopped_backend_liveness_check(void **state) {
+    (void)state;
+    char *url = test_pg_url_with("max_connections=1&min_connections=1&test_before_acquire=true"
+                                 "&acquire_timeout=3");
+    duet_db *db;
+    assert_duet_ok(duet_open(url, &db));
+    int64_t pid = stop_backend(db);
+    test_sleep_ms(600); /* past the half second in which a connection is trusted */
+    stopped_call a = {.db = db, .what = 2};
+    call_while_stopped(&a, pid, 15000);
+    if (a.st != DUET_OK) fail_msg("SELECT 1: %s: %s", duet_status_name(a.st), a.err);
+    assert_true(a.took_ms < 3000 + 1500); /* acquire_timeout, and the pool thread's tick */
+    assert_true(test_int(db, "SELECT pg_backend_pid()") != pid);
+    duet_close(db);
+    free(url);
+}
+
 /* ------------------------------------------------------------------ */
 /* Leak warnings, hand-off, misuse                                     */
 /* ------------------------------------------------------------------ */
@@ -531,6 +682,10 @@ int main(void) {
         cmocka_unit_test(test_before_acquire_replaces_dead),
         cmocka_unit_test(test_broken_connection_discarded),
         cmocka_unit_test(test_dirty_connection_rolled_back),
+        cmocka_unit_test(test_stopped_backend_rollback_on_return),
+        cmocka_unit_test(test_stopped_backend_reaper),
+        cmocka_unit_test(test_stopped_backend_liveness_check),
+        cmocka_unit_test(test_stopped_backend_force_rollback_off),
         cmocka_unit_test(test_leak_warning),
         cmocka_unit_test(test_detach_attach),
         cmocka_unit_test(test_ping_and_names),

@@ -171,10 +171,30 @@ static void test_session_close_discards(void** state) {
     assert_close(a);
 }
 
+/* sqlite3_close_v2() with a statement of the program's still open: the
+ * connection lives on as a zombie until it is finalized, the session's
+ * changes unseen, then closes, rolled back, its locks and memory released. */
+static void test_session_close_v2_zombie(void** state) {
+    (void)state;
+    sqlite3 *a = open_duet(path), *b = open_plain();
+    exec_ok(a, "SELECT duet_test_begin()");
+    change_everything(a);
+    exec_ok(a, "SELECT duet_upsert('t', '{\"id\": 9, \"v\": \"z\"}')");
+    sqlite3_stmt* open_stmt;
+    assert_int_equal(sqlite3_prepare_v2(a, "SELECT v FROM t", -1, &open_stmt, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(open_stmt), SQLITE_ROW);
+    assert_int_equal(sqlite3_close_v2(a), SQLITE_OK);
+    assert_pristine(b);
+    sqlite3_finalize(open_stmt); /* the zombie closes now */
+    exec_ok(b, "INSERT INTO t VALUES (4, 'd'); DELETE FROM t WHERE id = 4");
+    assert_pristine(b);
+    assert_close(b);
+}
+
 /* A process that dies in a session, with more changes than its page cache
  * holds (which would spill them to the file outside a session): the next
  * opener finds the database as it was. */
-static void crash_in_session(const char* journal_mode) {
+static void crash_in_session(const char* journal_mode, const char* in_session) {
     sqlite3* setup_db = open_plain();
     char sql[100];
     snprintf(sql, sizeof(sql), "PRAGMA journal_mode = %s", journal_mode);
@@ -187,9 +207,10 @@ static void crash_in_session(const char* journal_mode) {
     assert_true(pid >= 0);
     if (pid == 0) {
         sqlite3* a = open_duet(path);
+        sqlite3_exec(a, "PRAGMA cache_size = 2; SELECT duet_test_begin();", NULL, NULL, NULL);
+        sqlite3_exec(a, in_session, NULL, NULL, NULL);
         sqlite3_exec(
             a,
-            "PRAGMA cache_size = 2; SELECT duet_test_begin();"
             "WITH RECURSIVE s(i) AS (SELECT 10 UNION ALL SELECT i + 1 FROM s WHERE i < 3000)"
             "  INSERT INTO t SELECT i, printf('%0500d', i) FROM s;"
             "BEGIN; UPDATE t SET v = 'x'; COMMIT;",
@@ -206,12 +227,80 @@ static void crash_in_session(const char* journal_mode) {
 
 static void test_session_crash_rollback_journal(void** state) {
     (void)state;
-    crash_in_session("DELETE");
+    crash_in_session("DELETE", "");
 }
 
 static void test_session_crash_wal(void** state) {
     (void)state;
-    crash_in_session("WAL");
+    crash_in_session("WAL", "");
+}
+
+/* The program turning cache spilling back on during a session would let
+ * changed pages reach the file (with the journal in memory); SQLite applies
+ * that pragma to the pager only outside a transaction, so it cannot. */
+static void test_session_crash_cache_spill_on(void** state) {
+    (void)state;
+    crash_in_session("DELETE", "PRAGMA cache_spill = ON; PRAGMA main.cache_spill = 1");
+}
+
+/* A statement whose text starts with a comment is still the program's own
+ * BEGIN (SQLite traces "-- ..." for triggers and nested statements only). */
+static void test_session_commented_begin(void** state) {
+    (void)state;
+    sqlite3 *a = open_duet(path), *b = open_plain();
+    exec_ok(a, "SELECT duet_test_begin()");
+    exec_ok(a, "-- the program's comment\nBEGIN");
+    assert_string_equal(text_of(a, "SELECT duet_test_session()"), "{\"active\":true,\"depth\":1}");
+    exec_ok(a, "INSERT INTO t VALUES (4, 'd')");
+    exec_ok(a, "-- and another\nROLLBACK");
+    assert_int_equal(int_of(a, "SELECT count(*) FROM t"), 3); /* undone by that ROLLBACK */
+    exec_ok(a, "/* c */ BEGIN; INSERT INTO t VALUES (5, 'e'); -- c\nCOMMIT");
+    assert_int_equal(int_of(a, "SELECT count(*) FROM t"), 4);
+    assert_string_equal(text_of(a, "SELECT duet_test_session()"), "{\"active\":true,\"depth\":0}");
+    exec_ok(a, "SELECT duet_test_end()");
+    assert_pristine(a);
+    assert_pristine(b);
+    /* The transaction age counts from that BEGIN, not from the statement before. */
+    exec_ok(a, "SELECT 1");
+    sleep_ms(300);
+    exec_ok(a, "-- the program's comment\nBEGIN");
+    assert_int_equal(int_of(a, "SELECT duet_txn_age() < 0.25"), 1);
+    exec_ok(a, "COMMIT");
+    assert_close(a);
+    assert_close(b);
+}
+
+/* Another connection writing during a session (WAL): its work is kept,
+ * the session's is not; after the session's first read, a commit by the
+ * other makes the session's next write fail (one snapshot, as in any SQLite
+ * transaction) without harming the session. */
+static void test_session_other_writer_wal(void** state) {
+    (void)state;
+    sqlite3* a = open_duet(path);
+    assert_string_equal(text_of(a, "PRAGMA journal_mode = WAL"), "wal");
+    sqlite3* b = open_plain();
+    exec_ok(a, "SELECT duet_test_begin()");
+    exec_ok(b, "INSERT INTO t VALUES (4, 'd')"); /* before the session reads */
+    assert_int_equal(int_of(a, "SELECT count(*) FROM t"), 4);
+    exec_ok(a, "INSERT INTO t VALUES (5, 'e')");
+    exec_ok(a, "DELETE FROM t WHERE id = 5");
+    exec_ok(a, "SELECT duet_test_end()");
+    exec_ok(a, "SELECT duet_test_begin()");
+    exec_ok(a, "DELETE FROM t WHERE id = 1");
+    exec_ok(a, "SELECT duet_test_end()");
+    exec_ok(a, "SELECT duet_test_begin()");
+    assert_int_equal(int_of(a, "SELECT count(*) FROM t"), 4);
+    exec_ok(b, "INSERT INTO t VALUES (6, 'f')"); /* after it read */
+    assert_int_equal(sqlite3_exec(a, "INSERT INTO t VALUES (7, 'g')", NULL, NULL, NULL), SQLITE_BUSY);
+    assert_int_equal(sqlite3_extended_errcode(a), SQLITE_BUSY_SNAPSHOT);
+    assert_string_equal(text_of(a, "SELECT duet_test_session()"), "{\"active\":true,\"depth\":0}");
+    exec_ok(a, "SELECT duet_test_end()");
+    assert_int_equal(int_of(b, "SELECT count(*) FROM t"), 5);
+    assert_int_equal(int_of(a, "SELECT count(*) FROM t WHERE id IN (1, 4, 6)"), 3);
+    exec_ok(b, "DELETE FROM t WHERE id IN (4, 6)");
+    assert_pristine(a);
+    assert_close(b);
+    assert_close(a);
 }
 
 static void test_session_memory(void** state) {
@@ -293,6 +382,72 @@ static void test_txn_age_and_timeout(void** state) {
     assert_int_equal(sqlite3_get_autocommit(a), 1);
     assert_string_equal(text_of(a, "SELECT duet_txn_timeout_error()"),
                         "duet_txn_timeout: transaction older than 0.1 s");
+    exec_ok(a, "SELECT duet_txn_timeout(0)");
+    assert_pristine(a);
+    assert_close(a);
+}
+
+static int count_progress(void* arg) {
+    ++*(int*)arg;
+    return 0;
+}
+
+/* duet takes the progress handler only while a limit is set: turning the
+ * limit off, or never setting one, leaves the program's own alone.  A
+ * program that installs its own handler over duet's loses the interruption
+ * of running statements, but never gets part of an expired transaction
+ * committed. */
+static void test_txn_timeout_and_own_progress_handler(void** state) {
+    (void)state;
+    sqlite3* a = open_duet(path);
+    int calls = 0;
+    sqlite3_progress_handler(a, 1, count_progress, &calls);
+    exec_ok(a, "SELECT duet_txn_timeout(0)");
+    calls = 0;
+    assert_int_equal(int_of(a, "SELECT count(*) FROM t"), 3);
+    assert_true(calls > 0);
+    /* A limit replaces it (documented); the program takes it back. */
+    exec_ok(a, "SELECT duet_txn_timeout(0.1)");
+    sqlite3_progress_handler(a, 1, count_progress, &calls);
+    exec_ok(a, "BEGIN; INSERT INTO t VALUES (10, 'j')");
+    sleep_ms(150);
+    /* Not interrupted without duet's handler, and not committed either... */
+    sqlite3_exec(a, "INSERT INTO t VALUES (11, 'k')", NULL, NULL, NULL);
+    /* ...nor anything else the program does before it learns of the timeout. */
+    sqlite3_exec(a, "SAVEPOINT s; INSERT INTO t VALUES (12, 'l'); RELEASE s", NULL, NULL, NULL);
+    assert_string_equal(exec_err(a, "COMMIT"), "cannot commit - no transaction is active");
+    assert_string_equal(text_of(a, "SELECT duet_txn_timeout_error()"),
+                        "duet_txn_timeout: transaction older than 0.1 s");
+    assert_int_equal(sqlite3_get_autocommit(a), 1);
+    exec_ok(a, "SELECT duet_txn_timeout(0)");
+    assert_pristine(a);
+    sqlite3* b = open_plain();
+    assert_pristine(b);
+    assert_close(b);
+    assert_close(a);
+}
+
+static int deny_select(void* arg, int op, const char* a, const char* b, const char* c,
+                       const char* d) {
+    (void)arg, (void)a, (void)b, (void)c, (void)d;
+    return op == SQLITE_SELECT ? SQLITE_DENY : SQLITE_OK;
+}
+
+/* Loading the extension again keeps the connection's state even when duet
+ * cannot tell it is loaded (an authorizer refuses its probe): replacing it
+ * would free the state that the hooks still point to. */
+static void test_load_twice(void** state) {
+    (void)state;
+    sqlite3* a = open_duet(path);
+    exec_ok(a, "SELECT duet_txn_timeout(30)");
+    char* err = NULL;
+    assert_int_equal(sqlite3_load_extension(a, getenv("DUET_SQLITE_EXT"), NULL, &err), SQLITE_OK);
+    sqlite3_set_authorizer(a, deny_select, NULL);
+    assert_int_not_equal(sqlite3_load_extension(a, getenv("DUET_SQLITE_EXT"), NULL, &err),
+                         SQLITE_OK);
+    sqlite3_free(err);
+    sqlite3_set_authorizer(a, NULL, NULL);
+    assert_int_equal(int_of(a, "SELECT duet_txn_timeout()"), 30);
     exec_ok(a, "SELECT duet_txn_timeout(0)");
     assert_pristine(a);
     assert_close(a);
@@ -421,23 +576,62 @@ static void test_plan(void** state) {
     exec_ok(a, "DROP TABLE \"Odd T\"");
     assert_string_equal(exec_err(a, "SELECT * FROM duet_plan('SELEC 1')"),
                         "duet_plan: near \"SELEC\": syntax error");
+    /* Nothing is run: a PRAGMA acts as it is prepared, so it is refused
+     * (from a view it could turn trusted_schema back on). */
+    assert_int_equal(int_of(a, "PRAGMA foreign_keys"), 0);
+    assert_string_equal(
+        exec_err(a, "SELECT * FROM duet_plan('/* x */ pragma foreign_keys = ON')"),
+        "duet_plan: a PRAGMA statement has no query plan");
+    assert_string_equal(exec_err(a, "SELECT * FROM duet_plan_advice('PRAGMA foreign_keys = ON')"),
+                        "duet_plan_advice: a PRAGMA statement has no query plan");
+    assert_int_equal(int_of(a, "PRAGMA foreign_keys"), 0);
     assert_close(a);
+}
+
+/* duet_plan_advice copies the schema into a private database: a schema
+ * entry carrying more than one statement (a crafted file) runs only its
+ * CREATE, so it cannot ATTACH and write another file. */
+static void test_plan_advice_crafted_schema(void** state) {
+    (void)state;
+    char other[200], sql[400];
+    snprintf(other, sizeof(other), "%s/other.db", dir);
+    sqlite3* db = open_plain();
+    exec_ok(db, "PRAGMA writable_schema = ON");
+    snprintf(sql, sizeof(sql),
+             "UPDATE sqlite_schema SET sql = 'CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); "
+             "ATTACH ''%s'' AS o; CREATE TABLE o.x(y)' WHERE name = 't'",
+             other);
+    exec_ok(db, sql);
+    assert_close(db);
+    sqlite3* a = open_duet(path);
+    assert_string_equal(
+        text_of(a, "SELECT suggestion FROM duet_plan_advice('SELECT * FROM t WHERE v = 1')"),
+        "CREATE INDEX t_v ON t(v);");
+    assert_close(a);
+    assert_int_equal(access(other, F_OK), -1);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_session_seen_from_second_connection, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_close_discards, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_close_v2_zombie, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_crash_rollback_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_crash_wal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_crash_cache_spill_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_commented_begin, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_session_other_writer_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_prepared_statements, setup, teardown),
         cmocka_unit_test_setup_teardown(test_txn_age_and_timeout, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_txn_timeout_and_own_progress_handler, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_twice, setup, teardown),
         cmocka_unit_test_setup_teardown(test_upsert_and_get_or_create, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_or_create_race_rollback_journal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_get_or_create_race_wal, setup, teardown),
         cmocka_unit_test_setup_teardown(test_plan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plan_advice_crafted_schema, setup, teardown),
     };
     return cmocka_run_group_tests_name("sqlite_ext", tests, NULL, NULL);
 }

@@ -203,6 +203,10 @@ static void test_pg_isolation_read_only(void **state) {
     assert_string_equal(duet_result_text(r, 0, 0), "repeatable read");
     duet_result_free(r);
     assert_duet_ok(duet_rollback(e->db));
+    /* a value outside the enum, or an unknown flag, is a misuse, not a silent default */
+    assert_int_equal(duet_begin_with(e->db, (duet_isolation)42, 0), DUET_ERR_MISUSE);
+    assert_int_equal(duet_begin_with(e->db, DUET_ISOLATION_DEFAULT, 0x80u), DUET_ERR_MISUSE);
+    assert_int_equal(duet_txn_depth(e->db), 0);
 }
 
 typedef struct retry_arg {

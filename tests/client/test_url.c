@@ -314,6 +314,8 @@ static void test_password_never_shown(void **state) {
         "mysql://u:s3cr3tPW@h/db",
         "s3cr3tPW",
         "x:s3cr3tPW@h/db",
+        "postgresql://u:s3cr3t?PW@h:x/db", /* '?' in a password, unencoded, as libpq takes it */
+        "postgresql://u:s3cr3t?PW=1@h/db?foo=1",
     };
     for (size_t i = 0; i < sizeof urls / sizeof urls[0]; i++) {
         duet_config *cfg;
@@ -322,7 +324,12 @@ static void test_password_never_shown(void **state) {
         if (strstr(duet_errmsg(), "s3cr3t") || strstr(duet_errdetail(), "s3cr3t"))
             fail_msg("password shown for %s: %s", urls[i], duet_errmsg());
     }
-    duet_config *cfg = parse_ok("postgresql://u:s3cr3tPW@h/db?sslmode=require");
+    duet_config *cfg = parse_ok("postgresql://u:s3cr3t?PW@h/db?sslmode=require");
+    assert_pg(cfg, "password", "s3cr3t?PW");
+    assert_pg(cfg, "host", "h");
+    assert_pg(cfg, "sslmode", "require");
+    duet_config_free(cfg);
+    cfg = parse_ok("postgresql://u:s3cr3tPW@h/db?sslmode=require");
     char *d = duet_config_describe(cfg);
     assert_non_null(d);
     assert_null(strstr(d, "s3cr3t"));
