@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/socket.h>
+
 #include <libpq-fe.h>
 
 #include "internal.h"
@@ -130,16 +132,23 @@ static void on_notice(void *arg, const char *message) {
 
 static duet_status pg_connect(const duet_config *cfg, void **raw) {
     size_t n = cfg->pg_nparams;
-    const char **keys = calloc(n + 4, sizeof *keys);
-    const char **vals = calloc(n + 4, sizeof *vals);
+    const char **keys = calloc(n + 8, sizeof *keys);
+    const char **vals = calloc(n + 8, sizeof *vals);
     pg_conn *pc = calloc(1, sizeof *pc);
     if (!keys || !vals || !pc) {
         free(keys), free(vals), free(pc);
         return duet__err(DUET_ERR_NO_MEMORY, "out of memory");
     }
     size_t k = 0;
-    /* Defaults first: a later keyword wins in PQconnectdbParams. */
+    /*
+     * Defaults first: a later keyword wins in PQconnectdbParams.  With the
+     * kernel's keepalive timings a silently dead peer is noticed after two
+     * hours; these notice it within about a minute.
+     */
     keys[k] = "keepalives", vals[k++] = "1";
+    keys[k] = "keepalives_idle", vals[k++] = "30";
+    keys[k] = "keepalives_interval", vals[k++] = "10";
+    keys[k] = "keepalives_count", vals[k++] = "3";
     keys[k] = "fallback_application_name", vals[k++] = "duet";
     for (size_t i = 0; i < n; i++) keys[k] = cfg->pg_params[i].key, vals[k++] = cfg->pg_params[i].value;
     pc->conn = PQconnectdbParams(keys, vals, 0); /* 0: dbname is a name, never a URL */
@@ -184,6 +193,19 @@ static void pg_interrupt(void *raw) {
     pg_conn *pc = raw;
     char errbuf[256];
     if (pc && pc->cancel) PQcancel(pc->cancel, errbuf, sizeof errbuf);
+}
+
+/*
+ * PQcancel asks the server to stop, which does not help when the server or
+ * the path to it is gone (a backend stopped with SIGSTOP, a host that
+ * vanished without closing the TCP connection).  Shutting the socket down
+ * wakes the thread blocked in libpq's poll(); the read sees end of file and
+ * libpq marks the connection bad, so the pool discards it.
+ */
+static void pg_abort(void *raw) {
+    pg_conn *pc = raw;
+    int fd = pc && pc->conn ? PQsocket(pc->conn) : -1;
+    if (fd >= 0) shutdown(fd, SHUT_RDWR);
 }
 
 /* Simple protocol, so "SAVEPOINT a; RELEASE a" is one round trip. */
@@ -331,14 +353,10 @@ static void record_failure(pipeline *p, PGresult *res) {
     if (p->results >= 1) {
         /* A failed prepare is where row 0's own Parse would have failed. */
         size_t row = p->results < p->first_row ? 0 : p->results - p->first_row;
-        /* Copies first: duet__err_full must not read the buffers it writes. */
-        char state[6], msg[1024], hint[1024], detail[1100];
-        snprintf(state, sizeof state, "%s", duet_errsqlstate());
-        snprintf(msg, sizeof msg, "%s", duet_errmsg());
-        snprintf(hint, sizeof hint, "%s", duet_errhint());
+        char detail[1100];
         snprintf(detail, sizeof detail, "%s%sexecute_many: row %zu failed.", duet_errdetail(),
                  duet_errdetail()[0] ? " " : "", row);
-        duet__err_full(duet_errcode(), state, msg, detail, hint);
+        duet__err_full(duet_errcode(), duet_errsqlstate(), duet_errmsg(), detail, duet_errhint());
     }
     p->saved = true;
 }
@@ -624,6 +642,7 @@ const duet_backend_ops duet__pg_ops = {
     .txn_state = pg_txn_state,
     .exec_simple = pg_exec_simple,
     .interrupt = pg_interrupt,
+    .abort = pg_abort,
     .query = pg_query,
     .query_many = pg_query_many,
     .iter_open = pg_iter_open,

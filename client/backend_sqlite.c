@@ -392,6 +392,7 @@ const duet_backend_ops duet__sqlite_ops = {
     .txn_state = sq_txn_state,
     .exec_simple = sq_exec_simple,
     .interrupt = sq_interrupt,
+    .abort = sq_interrupt, /* no socket: an interrupt always returns at once */
     .query = sq_query,
     .query_many = sq_query_many,
     .iter_open = sq_iter_open,

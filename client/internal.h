@@ -255,6 +255,13 @@ struct duet_backend_ops {
     void (*interrupt)(void *raw);
 
     /*
+     * Makes a call blocked on the connection return now, from another
+     * thread, even when the server no longer answers; the connection may be
+     * broken afterwards.  The caller keeps raw alive meanwhile.
+     */
+    void (*abort)(void *raw);
+
+    /*
      * Runs sql (in the engine's native placeholder syntax, already translated
      * by duet__sql_translate) with the values bound to its slots in order
      * (duet__sql_bind).  out (may be NULL) receives all rows; affected and
@@ -281,13 +288,6 @@ struct duet_backend_ops {
 extern const duet_backend_ops duet__pg_ops;
 extern const duet_backend_ops duet__sqlite_ops;
 
-/*
- * conn_abort.c: makes a call blocked on c return now, from any thread, even
- * when the server does not answer (PostgreSQL: the socket is shut down, and
- * the connection is broken afterwards; SQLite: interrupt).  The caller keeps
- * c alive meanwhile (pool.c's reaping flag).
- */
-void duet__conn_abort(duet_conn *c);
 
 /* ------------------------------------------------------------------ */
 /* Pool (pool.c)                                                      */
@@ -335,7 +335,7 @@ bool duet__conn_expired(duet_conn *conn, double *after_s);
 /*
  * Bounds the statements the caller runs on conn between on and off to
  * about 5 s: past that the pool's thread cuts the connection off
- * (duet__conn_abort) and they fail with DUET_ERR_CONNECTION.
+ * (the backend's abort op) and they fail with DUET_ERR_CONNECTION.
  */
 void duet__conn_watch(duet_conn *conn, bool on);
 

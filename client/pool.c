@@ -42,7 +42,7 @@
  * The longest the pool waits for its own statements on a connection (a
  * rollback on return or by the reaper, a liveness check, an interrupted
  * call in an expired transaction) before it cuts the connection off
- * (duet__conn_abort): a server that stopped answering must not hang anyone.
+ * (the backend's abort op): a server that stopped answering must not hang anyone.
  */
 #define RETURN_ROLLBACK_MS 5000.0
 /* The background thread wakes at least this often. */
@@ -676,14 +676,14 @@ static double maint_tick(const duet_db *db) {
 /*
  * Interrupts what runs on c without holding the mutex (PQcancel opens a
  * connection of its own, which can take long), or with hard, cuts c off
- * (duet__conn_abort).  The reaping flag keeps c alive meanwhile: its owner
+ * (the backend's abort op).  The reaping flag keeps c alive meanwhile: its owner
  * waits for it before touching c again.
  */
 static void interrupt_unlocked(duet_db *db, duet_conn *c, bool hard) { /* (mu), released meanwhile */
     c->pool_state->reaping = true;
     unlock(db);
     if (hard)
-        duet__conn_abort(c);
+        db->ops->abort(c->raw);
     else
         db->ops->interrupt(c->raw);
     lock(db);
@@ -730,7 +730,7 @@ static void reap_rollback(duet_db *db, duet_conn *c) { /* (mu), released meanwhi
         duet__log(DUET_LOG_WARNING, db->name, "rollback of an expired transaction is hanging: "
                                               "cutting the connection off");
         unlock(db);
-        duet__conn_abort(c); /* the helper's ROLLBACK returns with a connection error */
+        c->ops->abort(c->raw); /* the helper's ROLLBACK returns with a connection error */
         lock(db);
         while (!job.done) pthread_cond_wait(&db->maint_cv, &db->mu);
     }

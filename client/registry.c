@@ -89,13 +89,9 @@ static duet_status insert(duet_registry *reg, const char *name, duet_db *db) {
 
 /* Prefixes the thread's error with the connection name, keeping the other fields. */
 static duet_status name_error(const char *name, duet_status st) {
-    /* Copies first: duet__err_full must not read the buffers it writes. */
-    char msg[1100], state[6], detail[1024], hint[1024];
+    char msg[1100];
     snprintf(msg, sizeof msg, "connection \"%s\": %s", name, duet_errmsg());
-    snprintf(state, sizeof state, "%s", duet_errsqlstate());
-    snprintf(detail, sizeof detail, "%s", duet_errdetail());
-    snprintf(hint, sizeof hint, "%s", duet_errhint());
-    return duet__err_full(st, state, msg, detail, hint);
+    return duet__err_full(st, duet_errsqlstate(), msg, duet_errdetail(), duet_errhint());
 }
 
 duet_status duet_register_config(duet_registry *reg, const char *name, const duet_config *cfg) {

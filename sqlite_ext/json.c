@@ -378,9 +378,17 @@ void duet_json_append_int(DuetBuf* b, sqlite3_int64 x) {
     duet_buf_append(b, buf + n, (int)sizeof(buf) - n);
 }
 
-/* Appends a REAL as json_object() writes it. */
+/* Appends a REAL as json_object() writes it ("%!.15g"). */
 void duet_json_append_real(DuetBuf* b, double r) {
     char buf[40];
+    /* A whole number below 10^15 has at most 15 digits, which "%!.15g"
+    ** writes in full, then ".0" (-0.0 too comes out as "0.0"); by hand, it
+    ** costs a tenth of the formatting. */
+    if (r > -1e15 && r < 1e15 && r == (double)(sqlite3_int64)r) {
+        duet_json_append_int(b, (sqlite3_int64)r);
+        duet_buf_append(b, ".0", 2);
+        return;
+    }
     if (isnan(r))
         duet_buf_append(b, "null", 4);
     else if (isinf(r))

@@ -109,7 +109,8 @@ typedef struct Table {
 } Table;
 
 /* Column affinities, named by the letters SQLite uses. */
-enum { AFF_BLOB = 'A', AFF_TEXT, AFF_NUMERIC, AFF_INTEGER, AFF_REAL, AFF_NOTNULL = 0x80 };
+enum { AFF_UNKNOWN = 0, AFF_BLOB = 'A', AFF_TEXT, AFF_NUMERIC, AFF_INTEGER, AFF_REAL };
+#define AFF_NOTNULL 0x80
 
 /* A statement and its key: the SQL text for fixed statements, else what
 ** the statement does (kind, table id, columns; see spec_sig), as ints
@@ -357,12 +358,14 @@ static int table_current(Call* k, const Table* t, int* current) {
 /* The affinity of a declared column type, by SQLite's rules (section 3.1
 ** of https://sqlite.org/datatype3.html, as sqlite3AffinityType applies
 ** them): "INT" anywhere wins; then CHAR, CLOB or TEXT; BLOB (or no type);
-** REAL, FLOA or DOUB; else NUMERIC.  Only predict_row() relies on it. */
+** REAL, FLOA or DOUB; else NUMERIC.  Only predict_row() relies on it.  No
+** type is BLOB, but a type written as "" is NUMERIC, and the pragma shows
+** both as '': unknown, then (AFF_UNKNOWN), and never predicted. */
 static int affinity(const char* type) {
     unsigned h = 0;
     int aff = AFF_NUMERIC;
     if (type == NULL || type[0] == '\0')
-        return AFF_BLOB;
+        return AFF_UNKNOWN;
     for (const char* z = type; *z; z++) {
         unsigned c = (unsigned char)*z;
         h = (h << 8) + (c >= 'A' && c <= 'Z' ? c + 32 : c);
@@ -1259,6 +1262,8 @@ static int real_is_int(double r, sqlite3_int64* ix) {
 ** number-to-text formatting, which are left to SQLite. */
 static int predict_value(DuetBuf* out, int aff, const DuetJsonValue* v, const char* own) {
     sqlite3_int64 x;
+    if (aff == AFF_UNKNOWN)
+        return 0;
     switch (v->kind) {
         case DUET_JSON_NULL:
             duet_buf_append(out, "null", 4);
