@@ -43,12 +43,18 @@ How "inserted" is known: an upsert that updates leaves
 ** sqlite3_last_insert_rowid() alone, so it is set to a sentinel before the
 ** statement (and restored after an update).  The row comes back by rowid or
 ** by key rather than through RETURNING, which costs four times the upsert
-** itself in SQLite 3.40.  A WITHOUT ROWID table has no rowid: it takes an
+** itself in SQLite 3.40, or, where nothing but the INSERT can have shaped it
+** and the input gives all of it, is written from the input without being
+** read back (predict_row: a read is a third statement step, a third of the
+** cost of a call).  A WITHOUT ROWID table has no rowid: it takes an
 ** INSERT ... DO NOTHING RETURNING *, then an UPDATE ... RETURNING *.
 **
 ** Cost: the JSON is read in C (json.c); table descriptions and the generated
 ** statements are cached per connection, statements keyed by what they do
-** (table, columns, target), and finalized when the connection closes
+** (table, columns, target: ints compared with memcmp, since building a
+** string key per call cost as much as reading the JSON), the result built
+** in one buffer handed to SQLite without a copy, and the statements
+** finalized when the connection closes
 ** (through the trace callback of conn.c).  Identifiers are quoted with
 ** backquotes so that a statement SQLite re-prepares after a schema change
 ** fails rather than read a dropped column as a string; a call that fails
@@ -1230,7 +1236,7 @@ static sqlite3_int64 query_int(Call* k, const char* sql, const char* arg) {
 ** nothing but the INSERT can change the row: no trigger in main or temp
 ** (not only t's: a trigger elsewhere, fired through a cascade, could write
 ** t) and no foreign key of t onto itself (a cascade could reach the row).
-** Any error just says no.  Prepared once per statement, not per call.
+** Any error just says no.  Runs once per new INSERT statement, not per call.
 */
 static int predictable(Call* k, const Table* t) {
     if (!t->rowid || !t->plainCols)
@@ -1380,7 +1386,7 @@ static int upsert_rowid(Call* k, Spec* p, const Row* row, DuetBuf* out, int* ins
         sqlite3_set_last_insert_rowid(k->db, before);
     if (rc == SQLITE_DONE && k->ran->predict &&
         sqlite3_stmt_status(k->ran->stmt, SQLITE_STMTSTATUS_REPREPARE, 0) != 0)
-        k->ran->predict = 0; /* the schema changed since the check */
+        k->ran->predict = 0; /* re-prepared (counts from 0): the schema changed since */
     if (rc == SQLITE_DONE && k->ran->predict && predict_row(p, row, *inserted, out)) {
         rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE && *inserted) {
