@@ -83,3 +83,12 @@ SELECT duet_test_begin();
 SELECT duet_get_or_create('people', '{"email": "session@x"}');
 SELECT duet_test_end();
 SELECT count(*) FROM people WHERE email = 'session@x';
+
+-- a temp table hides a main one; qualified names
+CREATE TABLE gs (id INTEGER PRIMARY KEY, email TEXT UNIQUE);
+CREATE TEMP TABLE gs (id INTEGER PRIMARY KEY, email TEXT UNIQUE);
+SELECT duet_get_or_create('gs', '{"email": "t@x"}');
+SELECT duet_get_or_create('main.gs', '{"email": "m@x"}');
+SELECT duet_get_or_create('temp.gs', '{"email": "t@x"}');
+SELECT 'main', * FROM main.gs UNION ALL SELECT 'temp', * FROM temp.gs;
+SELECT duet_get_or_create('gs', '{"email": "a\u0000"}');

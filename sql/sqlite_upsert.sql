@@ -182,3 +182,98 @@ UPDATE items SET price = id;
 CREATE UNIQUE INDEX items_price_key ON items (price);
 SELECT duet_upsert('items', '{"id": 1, "price": 1}', '["price"]');
 SELECT duet_upsert_many('items', '[{"id": 1, "quantity": 15}]');
+
+-- From here on no trigger: where nothing but the INSERT shapes a row and the
+-- input gives all of it, the row is written from the input, not read back.
+DROP TRIGGER users_version;
+
+--
+-- upserts inside a statement that writes (no savepoint can open there)
+--
+CREATE TABLE wlog (r TEXT);
+CREATE TABLE w (id INTEGER PRIMARY KEY, v TEXT);
+INSERT INTO wlog SELECT duet_upsert('w', '{"id": 1, "v": "a"}');
+INSERT INTO wlog SELECT duet_upsert('w', '{"id": 1, "v": "b"}');
+INSERT INTO wlog SELECT duet_upsert_many('w', '[{"id": 2, "v": "c"}, {"id": 3, "v": "d"}]');
+SELECT r FROM wlog;
+-- a failing element undoes the whole statement (the autocommit transaction)
+INSERT INTO wlog SELECT duet_upsert_many('w', '[{"id": 4, "v": "e"}, {"id": 5, "vv": 1}]');
+SELECT count(*) AS none_written FROM w WHERE id >= 4;
+BEGIN;
+INSERT INTO wlog SELECT duet_upsert('w', '{"id": 6, "v": "f"}');
+-- inside BEGIN no savepoint can open in a writing statement: refused, nothing written
+INSERT INTO wlog SELECT duet_upsert_many('w', '[{"id": 7, "v": "g"}]');
+-- from a SELECT it works within the transaction
+SELECT duet_upsert_many('w', '[{"id": 8, "v": "h"}]');
+COMMIT;
+SELECT id, v FROM w ORDER BY id;
+
+--
+-- a temp table hides a main one of the same name, as in SQL
+--
+CREATE TABLE shadow (id INTEGER PRIMARY KEY, v TEXT);
+INSERT INTO shadow VALUES (1, 'main');
+CREATE TEMP TABLE shadow (id INTEGER PRIMARY KEY, v TEXT);
+SELECT duet_upsert('shadow', '{"id": 1, "v": "temp"}');
+SELECT duet_upsert('shadow', '{"id": 1, "v": "temp2"}');
+SELECT duet_upsert('main.shadow', '{"id": 1, "v": "main2"}');
+SELECT duet_upsert('temp.shadow', '{"id": 2, "v": "t"}');
+SELECT 'main', * FROM main.shadow UNION ALL SELECT 'temp', * FROM temp.shadow;
+DROP TABLE temp.shadow;
+SELECT duet_upsert('shadow', '{"id": 1, "v": "main3"}');
+-- a temp table created after the main one was used: the next call sees it
+CREATE TABLE late (id INTEGER PRIMARY KEY, v TEXT);
+SELECT duet_upsert('late', '{"id": 1, "v": "a"}');
+SELECT duet_upsert('late', '{"id": 1, "v": "b"}');
+CREATE TEMP TABLE late (id INTEGER PRIMARY KEY, v TEXT, extra TEXT DEFAULT 'x');
+SELECT duet_upsert('late', '{"id": 1, "v": "c"}');
+SELECT duet_upsert('late', '{"id": 1, "v": "d", "extra": "y"}');
+SELECT duet_upsert('main.late', '{"id": 1, "v": "e"}');
+SELECT 'main', *, NULL FROM main.late UNION ALL SELECT 'temp', * FROM temp.late;
+
+--
+-- schema-qualified names, attached databases
+--
+ATTACH ':memory:' AS aux;
+CREATE TABLE aux.t2 (id INTEGER PRIMARY KEY, v TEXT);
+SELECT duet_upsert('aux.t2', '{"id": 1, "v": "x"}');
+SELECT duet_upsert('t2', '{"id": 1, "v": "y"}');
+SELECT duet_upsert_many('aux.t2', '[{"id": 2, "v": "z"}]');
+SELECT * FROM aux.t2;
+SELECT duet_upsert('nosuch.t2', '{"id": 1}');
+SELECT duet_upsert('aux.nosuch', '{"id": 1}');
+-- main comes before an attached database for an unqualified name
+CREATE TABLE aux.w (id INTEGER PRIMARY KEY, v TEXT);
+SELECT duet_upsert('w', '{"id": 9, "v": "i"}');
+SELECT count(*) AS aux_rows FROM aux.w;
+DETACH aux;
+
+--
+-- JSON strings PostgreSQL's jsonb would not take
+--
+CREATE TABLE js (id INTEGER PRIMARY KEY, v TEXT);
+SELECT duet_upsert('js', '{"id": 1, "v": "a\u0000b"}');
+SELECT duet_upsert('js', '{"id": 1, "v": "a\ud800b"}');
+SELECT duet_upsert('js', '{"id": 1, "v": "\udc00"}');
+SELECT duet_upsert('js', '{"id": 1, "v": "\ud800\ud800"}');
+SELECT duet_upsert('js', '{"id": 1, "v": ["\u0000"]}');
+SELECT duet_upsert_many('js', '[{"id": 1, "v": "\ud800"}]');
+SELECT count(*) AS none_written FROM js;
+-- a surrogate pair is one character
+SELECT duet_upsert('js', '{"id": 2, "v": "\ud83d\ude00"}');
+SELECT hex(v) FROM js;
+
+--
+-- integers beyond 64 bits become REAL, as the same literal does in SQLite
+--
+CREATE TABLE big (id INTEGER PRIMARY KEY, i INTEGER, n NUMERIC, t TEXT, r REAL);
+SELECT duet_upsert('big', '{"id": 1, "i": -9223372036854775809, "n": 9223372036854775808, "t": 18446744073709551616, "r": -9223372036854775808}');
+SELECT duet_upsert('big', '{"id": 2, "i": -9223372036854775809}');
+INSERT INTO big VALUES (3, -9223372036854775809, 9223372036854775808, 18446744073709551616, -9223372036854775808);
+SELECT id, typeof(i), i, typeof(n), n, typeof(t), t, typeof(r), r FROM big ORDER BY id;
+-- the temp table's own shape decides: here it has no rowid
+CREATE TABLE shadow2 (id INTEGER PRIMARY KEY, v TEXT);
+CREATE TEMP TABLE shadow2 (id INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID;
+SELECT duet_upsert('shadow2', '{"id": 1, "v": "new"}');
+SELECT duet_upsert('shadow2', '{"id": 1, "v": "again"}');
+SELECT 'main', * FROM main.shadow2 UNION ALL SELECT 'temp', * FROM temp.shadow2;

@@ -59,8 +59,10 @@ typedef struct DuetJsonValue {
 typedef struct DuetJsonIter {
     const char* p;
     int isObject, first, depth;
+    const char* why; /* after -1 from duet_json_next: see duet_json_check */
 } DuetJsonIter;
 int duet_json_kind(const char* z, int* kind);
+int duet_json_check(const char* z, int* kind, const char** why);
 int duet_json_open(DuetJsonIter* it, const char* z, int* kind);
 int duet_json_next(DuetJsonIter* it, DuetJsonValue* key, DuetJsonValue* val);
 int duet_json_at_end(const DuetJsonIter* it);

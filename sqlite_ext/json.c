@@ -23,8 +23,26 @@ static const char* ws(const char* p) {
     return p;
 }
 
-/* Skips a string starting at its opening quote; NULL if malformed. */
-static const char* skip_string(const char* p, int* escaped) {
+/* The value of the four hex digits at p, or -1 (a NUL stops at the first). */
+static int hex4(const char* p) {
+    int c = 0;
+    for (int i = 0; i < 4; i++) {
+        int d = p[i] >= '0' && p[i] <= '9'   ? p[i] - '0'
+                : p[i] >= 'a' && p[i] <= 'f' ? p[i] - 'a' + 10
+                : p[i] >= 'A' && p[i] <= 'F' ? p[i] - 'A' + 10
+                                             : -1;
+        if (d < 0)
+            return -1;
+        c = c * 16 + d;
+    }
+    return c;
+}
+
+/* Skips a string starting at its opening quote; NULL if malformed, with
+** *why set when the string is JSON but not text PostgreSQL's jsonb takes:
+** \u0000 (no NUL in text: bound with its length it would be stored cut or
+** with a NUL inside) and surrogates not in pairs (no valid UTF-8 for them). */
+static const char* skip_string(const char* p, int* escaped, const char** why) {
     for (p++; *p != '"'; p++) {
         if ((unsigned char)*p < 0x20)
             return NULL;
@@ -32,10 +50,33 @@ static const char* skip_string(const char* p, int* escaped) {
             *escaped = 1;
             p++;
             if (*p == 'u') {
-                for (int i = 1; i <= 4; i++)
-                    if (!strchr("0123456789abcdefABCDEF", p[i]) || p[i] == '\0')
-                        return NULL;
+                int c = hex4(p + 1);
+                if (c < 0)
+                    return NULL;
                 p += 4;
+                if (c == 0) {
+                    *why = "has an unsupported Unicode escape sequence (\\u0000 cannot be "
+                           "converted to text)";
+                    return NULL;
+                }
+                if (c >= 0xDC00 && c < 0xE000) {
+                    *why = "is not valid JSON (Unicode low surrogate must follow a high surrogate)";
+                    return NULL;
+                }
+                if (c >= 0xD800 && c < 0xDC00) {
+                    int lo = p[1] == '\\' && p[2] == 'u' ? hex4(p + 3) : -1;
+                    if (lo >= 0xD800 && lo < 0xDC00) {
+                        *why = "is not valid JSON (Unicode high surrogate must not follow a high "
+                               "surrogate)";
+                        return NULL;
+                    }
+                    if (lo < 0xDC00 || lo >= 0xE000) {
+                        *why = "is not valid JSON (Unicode low surrogate must follow a high "
+                               "surrogate)";
+                        return NULL;
+                    }
+                    p += 6;
+                }
             } else if (*p == '\0' || !strchr("\"\\/bfnrt", *p)) {
                 return NULL;
             }
@@ -91,7 +132,7 @@ static int int64_from_text(const char* z, sqlite3_int64* out) {
 
 /* Reads one value at p into v; returns the end, or NULL if malformed.
 ** Nested arrays and objects are validated and kept as a span. */
-static const char* read_value(const char* p, DuetJsonValue* v, int depth) {
+static const char* read_value(const char* p, DuetJsonValue* v, int depth, const char** why) {
     p = ws(p);
     memset(v, 0, sizeof(*v));
     v->z = p;
@@ -99,7 +140,7 @@ static const char* read_value(const char* p, DuetJsonValue* v, int depth) {
         return NULL;
     if (*p == '"') {
         v->kind = DUET_JSON_STRING;
-        const char* end = skip_string(p, &v->escaped);
+        const char* end = skip_string(p, &v->escaped, why);
         if (end == NULL)
             return NULL;
         v->z = p + 1;
@@ -115,10 +156,13 @@ static const char* read_value(const char* p, DuetJsonValue* v, int depth) {
         it.isObject = *p == '{';
         it.first = 1;
         it.depth = depth + 1;
+        it.why = NULL;
         while ((rc = duet_json_next(&it, &key, &val)) == 1)
             continue;
-        if (rc < 0)
+        if (rc < 0) {
+            *why = it.why;
             return NULL;
+        }
         v->n = (int)(it.p - p);
         return it.p;
     }
@@ -168,14 +212,23 @@ int duet_json_at_end(const DuetJsonIter* it) {
     return *ws(it->p) == '\0';
 }
 
-/* The kind of a whole document, and whether it is valid JSON. */
-int duet_json_kind(const char* z, int* kind) {
+/* The kind of a whole document, and whether it is valid JSON; *why (when
+** not NULL) tells what is wrong beyond malformed syntax, or is NULL. */
+int duet_json_check(const char* z, int* kind, const char** why) {
     DuetJsonValue v;
-    const char* end = read_value(z ? z : "", &v, 0);
+    const char* ignored = NULL;
+    if (why == NULL)
+        why = &ignored;
+    *why = NULL;
+    const char* end = read_value(z ? z : "", &v, 0, why);
     if (end == NULL || *ws(end) != '\0')
         return 0;
     *kind = v.kind;
     return 1;
+}
+
+int duet_json_kind(const char* z, int* kind) {
+    return duet_json_check(z, kind, NULL);
 }
 
 /* Starts walking an object or array document. */
@@ -187,6 +240,7 @@ int duet_json_open(DuetJsonIter* it, const char* z, int* kind) {
     it->isObject = *p == '{';
     it->first = 1;
     it->depth = 1;
+    it->why = NULL;
     return 1;
 }
 
@@ -211,7 +265,7 @@ int duet_json_next(DuetJsonIter* it, DuetJsonValue* key, DuetJsonValue* val) {
     if (it->isObject) {
         if (*p != '"')
             return -1;
-        p = read_value(p, key, it->depth);
+        p = read_value(p, key, it->depth, &it->why);
         if (p == NULL)
             return -1;
         p = ws(p);
@@ -219,7 +273,7 @@ int duet_json_next(DuetJsonIter* it, DuetJsonValue* key, DuetJsonValue* val) {
             return -1;
         p++;
     }
-    p = read_value(p, val, it->depth);
+    p = read_value(p, val, it->depth, &it->why);
     if (p == NULL)
         return -1;
     it->p = p;
@@ -276,7 +330,8 @@ static void minify(sqlite3_str* sb, const char* z, int n) {
     for (int i = 0; i < n; i++) {
         if (z[i] == '"') {
             int esc = 0;
-            const char* end = skip_string(z + i, &esc);
+            const char* why = NULL;
+            const char* end = skip_string(z + i, &esc, &why);
             int len = end ? (int)(end - (z + i)) : n - i;
             sqlite3_str_append(sb, z + i, len);
             i += len - 1;

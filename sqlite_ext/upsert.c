@@ -36,6 +36,10 @@
 **
 ** JSON true/false are stored as 1/0 (SQLite has no boolean), objects and
 ** arrays as JSON text; BLOB values come back as "\x..." hex strings.
+** The table is found as SQLite finds a name ('t': temp, main, then attached
+** databases; 'aux.t' when aux is a database) and the statements name both
+** parts.  JSON that PostgreSQL's jsonb refuses (\u0000, lone surrogates) is
+** refused; integers beyond 64 bits are REALs, as SQLite reads the literal.
 ** Identifiers are always quoted, values are bound.  The functions are never
 ** deterministic, and DIRECTONLY: a view or trigger cannot write through them.
 **
@@ -96,7 +100,9 @@ typedef struct Key {
 
 /* What duet needs to know about one table. */
 typedef struct Table {
-    char* name;
+    char* name;         /* as the caller gave it: the cache's key */
+    char* schema;       /* the database it resolved to: main, temp, an attached one */
+    char* tname;        /* the table's name within it */
     int nCol;
     char** col;         /* declared names, in table order */
     unsigned char* gen; /* generated columns cannot be given a value */
@@ -220,7 +226,8 @@ static void table_free(Table* t) {
         sqlite3_free(t->key[i].col), sqlite3_free(t->key[i].name);
     sqlite3_free(t->col), sqlite3_free(t->gen), sqlite3_free(t->key);
     sqlite3_free(t->aff), sqlite3_free(t->names.z), sqlite3_free(t->nameAt);
-    sqlite3_free(t->cookieSql), sqlite3_free(t->name), sqlite3_free(t);
+    sqlite3_free(t->cookieSql), sqlite3_free(t->name), sqlite3_free(t->schema);
+    sqlite3_free(t->tname), sqlite3_free(t);
 }
 
 static void cached_free(Cached* c) {
@@ -391,15 +398,83 @@ static int affinity(const char* type) {
     return aff;
 }
 
+/*
+** Finds the table a name means, as SQLite would: "schema.table" when the
+** part before the first dot names an attached database (else the whole name
+** is the table's), and an unqualified name in temp, then main, then the
+** attached databases in order.  Statements then name schema and table both,
+** so that they write the table the description was read from.
+*/
+static int resolve_table(Call* k, Table* t) {
+    sqlite3_stmt* s;
+    const char* dot = strchr(t->name, '.');
+    int rc;
+    if (dot) {
+        rc = stmt_get(k, "SELECT name FROM pragma_database_list WHERE name = ?1 COLLATE NOCASE", &s);
+        if (rc != SQLITE_OK)
+            return rc;
+        sqlite3_bind_text(s, 1, t->name, (int)(dot - t->name), SQLITE_STATIC);
+        if (sqlite3_step(s) == SQLITE_ROW) {
+            t->schema = sqlite3_mprintf("%s", sqlite3_column_text(s, 0));
+            t->tname = sqlite3_mprintf("%s", dot + 1);
+            if (t->schema == NULL || t->tname == NULL)
+                rc = fail(k, SQLITE_NOMEM, "out of memory");
+        }
+        sqlite3_reset(s);
+        if (rc != SQLITE_OK)
+            return rc;
+    }
+    if (t->tname == NULL && (t->tname = sqlite3_mprintf("%s", t->name)) == NULL)
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    /* seq 1 is temp, searched first; then main (0) and attached (2...). */
+    rc = stmt_get(k,
+                  "SELECT l.schema, l.wr, l.type = 'table', l.strict"
+                  " FROM pragma_table_list(?1) l, pragma_database_list d"
+                  " WHERE d.name = l.schema AND (?2 IS NULL OR l.schema = ?2)"
+                  " ORDER BY d.seq <> 1, d.seq LIMIT 1",
+                  &s);
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_bind_text(s, 1, t->tname, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, t->schema, -1, SQLITE_STATIC);
+    int found = 0, isTable = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        found = 1;
+        const char* schema = (const char*)sqlite3_column_text(s, 0);
+        t->rowid = sqlite3_column_int(s, 1) == 0;
+        isTable = sqlite3_column_int(s, 2);
+        /* predict_row() only for main: predictable() looks for triggers
+        ** and foreign keys there and in temp. */
+        t->plainCols = strcmp(schema, "main") == 0 && sqlite3_column_int(s, 3) == 0;
+        if (t->schema == NULL)
+            t->schema = sqlite3_mprintf("%s", schema);
+        t->cookieSql = sqlite3_mprintf("PRAGMA \"%w\".schema_version", schema);
+    }
+    sqlite3_reset(s);
+    if (!found)
+        return fail(k, SQLITE_ERROR, "relation \"%s\" does not exist", t->name);
+    if (!isTable)
+        return fail(k, SQLITE_ERROR, "\"%s\" is not a table (only tables can be upserted into)",
+                    t->name);
+    if (t->cookieSql == NULL || t->schema == NULL)
+        return fail(k, SQLITE_NOMEM, "out of memory");
+    return SQLITE_OK;
+}
+
 /* Reads the columns (pragma_table_xinfo) and storage of a table. */
 static int load_columns(Call* k, Table* t) {
     sqlite3_stmt* s;
-    int rc = stmt_get(
-        k, "SELECT name, hidden, type, \"notnull\" FROM pragma_table_xinfo(?1) WHERE hidden <> 1",
+    int rc = resolve_table(k, t);
+    if (rc != SQLITE_OK)
+        return rc;
+    rc = stmt_get(
+        k,
+        "SELECT name, hidden, type, \"notnull\" FROM pragma_table_xinfo(?1, ?2) WHERE hidden <> 1",
         &s);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 1, t->tname, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, t->schema, -1, SQLITE_STATIC);
     int cap = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         if (t->nCol == cap) {
@@ -428,25 +503,6 @@ static int load_columns(Call* k, Table* t) {
         return rc == SQLITE_ROW ? fail(k, SQLITE_NOMEM, "out of memory") : fail_db(k, rc);
     if (t->nCol == 0)
         return fail(k, SQLITE_ERROR, "relation \"%s\" does not exist", t->name);
-    /* The first match is the one an unqualified name resolves to. */
-    rc = stmt_get(k, "SELECT wr, type = 'table', schema, strict FROM pragma_table_list(?1)", &s);
-    if (rc != SQLITE_OK)
-        return rc;
-    sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
-    int isTable = 0;
-    if (sqlite3_step(s) == SQLITE_ROW) {
-        t->rowid = sqlite3_column_int(s, 0) == 0;
-        isTable = sqlite3_column_int(s, 1);
-        t->cookieSql = sqlite3_mprintf("PRAGMA \"%w\".schema_version", sqlite3_column_text(s, 2));
-        t->plainCols = strcmp((const char*)sqlite3_column_text(s, 2), "main") == 0 &&
-                       sqlite3_column_int(s, 3) == 0;
-    }
-    sqlite3_reset(s);
-    if (!isTable)
-        return fail(k, SQLITE_ERROR, "\"%s\" is not a table (only tables can be upserted into)",
-                    t->name);
-    if (t->cookieSql == NULL)
-        return fail(k, SQLITE_NOMEM, "out of memory");
     if ((rc = schema_cookie(k, t, &t->cookie)) != SQLITE_OK)
         return rc;
     /* The name the rowid goes by: a column may hide any one of them. */
@@ -505,9 +561,10 @@ static int load_keys(Call* k, Table* t) {
     int n = 0, rc, *cols = column_set(k, t);
     if (cols == NULL)
         return SQLITE_NOMEM;
-    rc = stmt_get(k, "SELECT name FROM pragma_table_info(?1) WHERE pk > 0 ORDER BY pk", &s);
+    rc = stmt_get(k, "SELECT name FROM pragma_table_info(?1, ?2) WHERE pk > 0 ORDER BY pk", &s);
     if (rc == SQLITE_OK) {
-        sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 1, t->tname, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, t->schema, -1, SQLITE_STATIC);
         while (sqlite3_step(s) == SQLITE_ROW && n < t->nCol)
             cols[n++] = column_index(t, (const char*)sqlite3_column_text(s, 0), -1);
         sqlite3_reset(s);
@@ -525,13 +582,14 @@ static int load_indexes(Call* k, Table* t, int* cols) {
     sqlite3_stmt* s;
     int n = 0, rc;
     rc = stmt_get(k,
-                  "SELECT il.name, il.origin = 'pk', ii.name FROM pragma_index_list(?1) il, "
-                  "pragma_index_info(il.name) ii WHERE il.\"unique\" AND NOT il.partial "
+                  "SELECT il.name, il.origin = 'pk', ii.name FROM pragma_index_list(?1, ?2) il, "
+                  "pragma_index_info(il.name, ?2) ii WHERE il.\"unique\" AND NOT il.partial "
                   "ORDER BY il.seq DESC, ii.seqno",
                   &s);
     if (rc != SQLITE_OK)
         return rc;
-    sqlite3_bind_text(s, 1, t->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 1, t->tname, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, t->schema, -1, SQLITE_STATIC);
     char* index = NULL;
     int pk = 0, usable = 1;
     for (;;) {
@@ -721,23 +779,34 @@ static int key_column(Call* k, const Table* t, const DuetJsonValue* key, int* pc
     return rc;
 }
 
-/* Reads the members of an object value v as column values of t. */
-static int json_valid(const char* z) {
+/* Whether z is one JSON document; *why as duet_json_check() sets it. */
+static int json_valid(const char* z, const char** why) {
     int kind;
-    return duet_json_kind(z, &kind);
+    return duet_json_check(z, &kind, why);
 }
+
+/* The error for an argument that is not JSON, or JSON that PostgreSQL's
+** jsonb would refuse (why: a \u0000 or a lone surrogate, see json.c). */
+static int json_invalid(Call* k, const char* what, const char* why) {
+    if (why)
+        return fail(k, SQLITE_ERROR, "%s %s", what, why);
+    return fail(k, SQLITE_ERROR, "%s is not valid JSON", what);
+}
+
+/* Reads the members of an object value v as column values of t. */
 
 static int read_object(Call* k,
                        const Table* t,
                        const DuetJsonValue* v,
                        const char* what,
                        Row* row) {
-    if (v->kind != DUET_JSON_OBJECT && v->n < 0 && !json_valid(v->z))
-        return fail(k, SQLITE_ERROR, "%s is not valid JSON", what);
+    const char* why = NULL;
+    if (v->kind != DUET_JSON_OBJECT && v->n < 0 && !json_valid(v->z, &why))
+        return json_invalid(k, what, why);
     if (v->kind != DUET_JSON_OBJECT)
         return fail(k, SQLITE_MISMATCH, "%s must be a JSON object, not %s", what,
                     duet_json_kind_name(v->kind));
-    DuetJsonIter it = {v->z + 1, 1, 1, 1};
+    DuetJsonIter it = {v->z + 1, 1, 1, 1, NULL};
     DuetJsonValue key, val;
     int rc = SQLITE_OK, more;
     /* One pass reads and validates; an error about a column waits until the
@@ -758,7 +827,7 @@ static int read_object(Call* k,
     if (more < 0 || (v->n < 0 && !duet_json_at_end(&it))) {
         sqlite3_free(k->err);
         k->err = NULL;
-        return fail(k, SQLITE_ERROR, "%s is not valid JSON", what);
+        return json_invalid(k, what, more < 0 ? it.why : NULL);
     }
     return rc;
 }
@@ -778,8 +847,9 @@ static int parse_arg(Call* k, sqlite3_value* arg, const char* what, DuetJsonValu
         return SQLITE_OK;
     }
     int kind;
-    if (z == NULL || !duet_json_kind(z, &kind))
-        return fail(k, SQLITE_ERROR, "%s is not valid JSON", what);
+    const char* why = NULL;
+    if (z == NULL || !duet_json_check(z, &kind, &why))
+        return json_invalid(k, what, why);
     v->kind = kind;
     return SQLITE_OK;
 }
@@ -805,12 +875,13 @@ static int read_names(Call* k,
     int rc = parse_arg(k, arg, what, &v);
     if (rc != SQLITE_OK)
         return rc;
-    if (v.n < 0 && !json_valid(v.z))
-        return fail(k, SQLITE_ERROR, "%s is not valid JSON", what);
+    const char* why = NULL;
+    if (v.n < 0 && !json_valid(v.z, &why))
+        return json_invalid(k, what, why);
     if (v.kind != DUET_JSON_ARRAY)
         return fail(k, SQLITE_MISMATCH, "%s must be a JSON array, not %s", what,
                     duet_json_kind_name(v.kind));
-    DuetJsonIter it = {v.z + 1, 0, 1, 1};
+    DuetJsonIter it = {v.z + 1, 0, 1, 1, NULL};
     *pn = 0;
     while (rc == SQLITE_OK && duet_json_next(&it, NULL, &item) == 1) {
         int col = -1, i;
@@ -913,6 +984,14 @@ static void append_id(sqlite3_str* sb, const char* name) {
         p = q;
     }
     sqlite3_str_appendchar(sb, 1, '`');
+}
+
+/* Appends `schema`.`table`: the table the description was read from, even
+** when another of the same name would now come first. */
+static void append_table(sqlite3_str* sb, const Table* t) {
+    append_id(sb, t->schema);
+    sqlite3_str_appendchar(sb, 1, '.');
+    append_id(sb, t->tname);
 }
 
 /* A statement's key: ints, in a buffer on the stack unless the row is
@@ -1069,6 +1148,14 @@ static int run(Call* k, char kind, Builder build, const Spec* p, const Row* row,
         return rc;
     k->ran = c;
     sqlite3_stmt* s = c->stmt;
+    /* Schema changes on this connection (DDL, ATTACH) expire every statement;
+    ** one that re-prepares would still write the table it names, but a
+    ** cached description may now be stale, or the name may mean another
+    ** table (a temp table created since hides a main one, and temp is this
+    ** connection's alone, so only its own DDL can do that): the caller
+    ** (with_retry) empties the cache and starts the call again. */
+    if (k->cached && sqlite3_expired(s))
+        return fail(k, SQLITE_SCHEMA, "the schema changed");
     bind_row(s, row);
     k->u->conn->internal++;
     int got = 0;
@@ -1100,12 +1187,63 @@ static int exec_cached(Call* k, const char* sql) {
     return rc == SQLITE_DONE ? SQLITE_OK : fail_db(k, rc);
 }
 
+/* Whether a statement that writes is running on the connection (the one
+** that called the function, typically). */
+static int write_in_progress(sqlite3* db) {
+    for (sqlite3_stmt* s = sqlite3_next_stmt(db, NULL); s; s = sqlite3_next_stmt(db, s))
+        if (sqlite3_stmt_busy(s) && !sqlite3_stmt_readonly(s))
+            return 1;
+    return 0;
+}
+
+/*
+** Opens savepoint name; *opened tells whether it did.  SQLite opens none
+** while a statement that writes is running ("cannot open savepoint - SQL
+** statements in progress"), as when the function is called from
+** INSERT ... SELECT duet_upsert(...): that is no error, *opened is 0 and the
+** caller does without (the statement is tried first, so that the usual
+** case costs no walk over the connection's statements).
+*/
+static int savepoint_open(Call* k, const char* name, int* opened) {
+    char sql[64];
+    sqlite3_stmt* s;
+    *opened = 0;
+    sqlite3_snprintf(sizeof(sql), sql, "SAVEPOINT %s", name);
+    int rc = stmt_get(k, sql, &s);
+    if (rc != SQLITE_OK)
+        return rc;
+    k->u->conn->internal++;
+    rc = sqlite3_step(s);
+    k->u->conn->internal--;
+    sqlite3_reset(s);
+    if (rc == SQLITE_DONE) {
+        *opened = 1;
+        return SQLITE_OK;
+    }
+    return write_in_progress(k->db) ? SQLITE_OK : fail_db(k, rc);
+}
+
+/* Ends savepoint name: released when rc is SQLITE_OK, else rolled back.  A
+** RELEASE that fails (a commit, in autocommit mode, that cannot get its
+** lock) would leave the savepoint, and so a transaction, open: it is then
+** rolled back too, and its error returned. */
+static int savepoint_close(Call* k, const char* name, int rc) {
+    char release[64], rollback[64];
+    sqlite3_snprintf(sizeof(release), release, "RELEASE %s", name);
+    sqlite3_snprintf(sizeof(rollback), rollback, "ROLLBACK TO %s", name);
+    if (rc == SQLITE_OK && (rc = exec_cached(k, release)) == SQLITE_OK)
+        return SQLITE_OK;
+    exec_cached(k, rollback);
+    exec_cached(k, release);
+    return rc;
+}
+
 /* INSERT INTO t (cols) VALUES (?1, ...) ON CONFLICT (key) DO ... */
 static sqlite3_str* insert_sql(Call* k, const Spec* p, const Row* row) {
     const Table* t = p->t;
     sqlite3_str* sb = sqlite3_str_new(k->db);
     sqlite3_str_appendall(sb, "INSERT INTO ");
-    append_id(sb, t->name);
+    append_table(sb, t);
     for (int i = 0; i < row->n; i++) {
         sqlite3_str_appendall(sb, i ? ", " : " (");
         append_id(sb, t->col[row->col[i]]);
@@ -1147,7 +1285,7 @@ static sqlite3_str* update_sql(Call* k, const Spec* p, const Row* row) {
     const Table* t = p->t;
     sqlite3_str* sb = sqlite3_str_new(k->db);
     sqlite3_str_appendall(sb, "UPDATE ");
-    append_id(sb, t->name);
+    append_table(sb, t);
     for (int i = 0; i < p->nUpd; i++) {
         sqlite3_str_appendall(sb, i ? ", " : " SET ");
         append_id(sb, t->col[p->upd[i]]);
@@ -1169,7 +1307,7 @@ static sqlite3_str* update_sql(Call* k, const Spec* p, const Row* row) {
 static sqlite3_str* select_key_sql(Call* k, const Spec* p, const Row* row) {
     sqlite3_str* sb = sqlite3_str_new(k->db);
     sqlite3_str_appendall(sb, "SELECT * FROM ");
-    append_id(sb, p->t->name);
+    append_table(sb, p->t);
     append_key_where(sb, p->t, p->key, row);
     return sb;
 }
@@ -1179,7 +1317,7 @@ static sqlite3_str* select_rowid_sql(Call* k, const Spec* p, const Row* row) {
     (void)row;
     sqlite3_str* sb = sqlite3_str_new(k->db);
     sqlite3_str_appendall(sb, "SELECT * FROM ");
-    append_id(sb, p->t->name);
+    append_table(sb, p->t);
     sqlite3_str_appendf(sb, " WHERE %s = last_insert_rowid()", p->t->rowidName);
     return sb;
 }
@@ -1188,7 +1326,7 @@ static sqlite3_str* select_rowid_sql(Call* k, const Spec* p, const Row* row) {
 static sqlite3_str* select_lookup_sql(Call* k, const Spec* p, const Row* row) {
     sqlite3_str* sb = sqlite3_str_new(k->db);
     sqlite3_str_appendall(sb, "SELECT * FROM ");
-    append_id(sb, p->t->name);
+    append_table(sb, p->t);
     for (int i = 0; i < p->lookup->n; i++) {
         sqlite3_str_appendall(sb, i ? " AND " : " WHERE ");
         append_id(sb, p->t->col[p->lookup->col[i]]);
@@ -1249,7 +1387,7 @@ static int predictable(Call* k, const Table* t) {
                      " OR name = ?1 COLLATE NOCASE)"
                      " + (SELECT count(*) FROM pragma_foreign_key_list(?1, 'main')"
                      " WHERE \"table\" = ?1 COLLATE NOCASE)",
-                     t->name) == 0;
+                     t->tname) == 0;
 }
 
 /* What SQLite makes of a REAL given to a column of INTEGER, NUMERIC or
@@ -1370,11 +1508,14 @@ static int predict_row(const Spec* p, const Row* row, int inserted, DuetBuf* out
 ** row read back by rowid (inserted) or by key (updated or untouched).  In
 ** SQLite 3.40 RETURNING costs four times the upsert itself (its rows go
 ** through a temporary table); a read by rowid costs a fraction.  Outside a
-** transaction a savepoint keeps the two statements together.
+** transaction a savepoint keeps the two statements together; within a
+** statement that writes (INSERT ... SELECT duet_upsert(...)), where SQLite
+** opens none, that statement's own transaction does, and an error here
+** fails it.
 */
 static int upsert_rowid(Call* k, Spec* p, const Row* row, DuetBuf* out, int* inserted) {
     int own = sqlite3_get_autocommit(k->db);
-    int rc = own ? exec_cached(k, "SAVEPOINT duet_upsert") : SQLITE_OK;
+    int rc = own ? savepoint_open(k, "duet_upsert", &own) : SQLITE_OK;
     if (rc != SQLITE_OK)
         return rc;
     sqlite3_int64 before = sqlite3_last_insert_rowid(k->db);
@@ -1398,13 +1539,8 @@ static int upsert_rowid(Call* k, Spec* p, const Row* row, DuetBuf* out, int* ins
     } else if (rc == SQLITE_DONE) {
         rc = select_by_key(k, p, row, out);
     }
-    if (own) {
-        if (rc != SQLITE_OK)
-            exec_cached(k, "ROLLBACK TO duet_upsert");
-        int rc2 = exec_cached(k, "RELEASE duet_upsert");
-        if (rc == SQLITE_OK)
-            rc = rc2;
-    }
+    if (own)
+        rc = savepoint_close(k, "duet_upsert", rc);
     return rc;
 }
 
@@ -1589,31 +1725,39 @@ static int do_upsert_many(Call* k, void* arg) {
     if (rc == SQLITE_OK)
         rc = parse_arg(k, uc->argv[1], "rows", &rows);
     /* Validated first, so that malformed JSON is reported before any row. */
-    if (rc == SQLITE_OK && rows.n < 0 && !json_valid(rows.z))
-        rc = fail(k, SQLITE_ERROR, "rows is not valid JSON");
+    const char* why = NULL;
+    if (rc == SQLITE_OK && rows.n < 0 && !json_valid(rows.z, &why))
+        rc = json_invalid(k, "rows", why);
     if (rc == SQLITE_OK && rows.kind != DUET_JSON_ARRAY)
         rc = fail(k, SQLITE_MISMATCH, "rows must be a JSON array, not %s",
                   duet_json_kind_name(rows.kind));
     if (rc == SQLITE_OK)
         rc = read_args(k, &p, &a, uc->argc, uc->argv);
+    int opened = 0;
     if (rc == SQLITE_OK)
-        rc = duet_conn_exec(k->u->conn, "SAVEPOINT duet_upsert_many", NULL);
-    if (rc == SQLITE_OK) {
+        rc = savepoint_open(k, "duet_upsert_many", &opened);
+    /* No savepoint: a statement that writes is running.  In autocommit mode
+    ** an error from here fails it and SQLite rolls back its whole
+    ** transaction, rows written before included: still all or nothing.
+    ** Within BEGIN only the statement's own changes would be undone, and
+    ** only if SQLite gave it a statement journal, which cannot be known: the
+    ** rows would not be all or nothing, so the call is refused. */
+    if (rc == SQLITE_OK && !opened && !sqlite3_get_autocommit(k->db))
+        rc = fail(k, SQLITE_ERROR,
+                  "cannot run in a statement that writes inside a transaction (the rows are "
+                  "upserted all or nothing in a savepoint, which SQLite does not open while a "
+                  "statement writes; call it from a SELECT)");
+    if (rc == SQLITE_OK)
         rc = upsert_elements(k, &p, &a, &rows, uc);
-        duet_conn_exec(k->u->conn,
-                       rc == SQLITE_OK ? "RELEASE duet_upsert_many"
-                                       : "ROLLBACK TO duet_upsert_many; RELEASE duet_upsert_many",
-                       NULL);
-    } else if (k->err == NULL) {
-        fail_db(k, rc);
-    }
+    if (opened)
+        rc = savepoint_close(k, "duet_upsert_many", rc);
     args_free(&p, &a);
     return rc;
 }
 
 /* Upserts each element of the rows array; the results go to uc->result. */
 static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows, UpsertCall* uc) {
-    DuetJsonIter it = {rows->z + 1, 0, 1, 1};
+    DuetJsonIter it = {rows->z + 1, 0, 1, 1, NULL};
     DuetJsonValue elem;
     DuetBuf out = {0};
     int rc = SQLITE_OK;
