@@ -16,9 +16,6 @@
 /* test_session.c: force-rollback test sessions (ProcessUtility_hook) */
 extern void duet_test_session_init(void);
 
-/* test_session.c: true while a test session is active in this backend */
-extern bool duet_test_session_active(void);
-
 /*
  * A backend in a test session holds a session-level advisory lock in share
  * mode on this key (pg_locks: locktype 'advisory', classid KEY1, objid KEY2,

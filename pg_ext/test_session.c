@@ -161,15 +161,6 @@ duet_test_session_init(void)
 	post_parse_analyze_hook = ts_post_parse_analyze;
 }
 
-/*
- * True while this backend is in a test session.
- */
-bool
-duet_test_session_active(void)
-{
-	return ts_active;
-}
-
 /* the savepoint name of level id, in a static buffer */
 static const char *
 ts_level_name(int id)
