@@ -32,7 +32,7 @@ extern void duet_test_session_init(void);
 /* cleanup_worker.c: transaction age cleanup GUCs and background worker */
 extern void duet_cleanup_init(void);
 
-/* upsert.c: plan cache invalidation for upsert and get_or_create */
+/* upsert_cache.c: plan cache invalidation for upsert and get_or_create */
 extern void duet_upsert_init(void);
 
 /* explain.c: the duet.advice_min_rows setting of plan_advice */
