@@ -5,8 +5,9 @@
  *
  * duet gives every client language what ORMs and pools usually give one:
  * force-rollback test sessions (test_session.c), a transaction age
- * reaper (cleanup_worker.c), upsert and get_or_create (upsert.c) and
- * query-plan helpers (explain.c).  This file only wires them up: _PG_init
+ * reaper (cleanup_worker.c), upsert and get_or_create (upsert.c,
+ * get_or_create.c and what they share in upsert_*.c) and query-plan helpers
+ * (explain.c).  This file only wires them up: _PG_init
  * lets each feature define its GUCs and install its hooks.
  *
  * Load it with shared_preload_libraries = 'duet' to get the background
