@@ -7,6 +7,7 @@
 **     SELECT duet_test_begin();      -- test_session.c
 **     SELECT duet_txn_age();         -- txn_age.c
 **     SELECT duet_upsert('t', '{"id":1,"name":"a"}');   -- upsert.c
+**     SELECT duet_get_or_create('t', '{"id":1}');        -- get_or_create.c
 **     SELECT * FROM duet_plan('SELECT * FROM t');       -- plan.c
 **
 ** or from C: sqlite3_load_extension(db, "./duet", 0, &err).
@@ -32,10 +33,12 @@ __declspec(dllexport)
 #endif
     int sqlite3_duet_init(sqlite3* db, char** pzErrMsg, const sqlite3_api_routines* pApi) {
     SQLITE_EXTENSION_INIT2(pApi);
+    /* get_or_create after upsert: it shares the cache upsert creates. */
     int (*const registrars[])(sqlite3*, DuetConn*) = {
         duet_test_session_register,
         duet_txn_age_register,
         duet_upsert_register,
+        duet_get_or_create_register,
         duet_plan_register,
     };
     /* Loaded already: keep the connection's state (a test session may be

@@ -30,8 +30,8 @@ typedef struct DuetConn {
     int rollbackDue;       /* an interrupted read left an expired transaction open */
     unsigned ticks;        /* progress handler calls, to read the clock sparingly */
     char timeoutError[96]; /* why the last statement was interrupted */
-    /* upsert.c */
-    void* upsert; /* its cache of statements, finalized on close */
+    /* upsert.c, get_or_create.c (table_cache.c) */
+    void* upsert; /* their cache of statements, finalized on close */
 } DuetConn;
 
 /* Transaction-control verbs, recognised from a statement's text. */
@@ -114,6 +114,7 @@ void duet_upsert_on_close(DuetConn* c);
 int duet_test_session_register(sqlite3* db, DuetConn* c);
 int duet_txn_age_register(sqlite3* db, DuetConn* c);
 int duet_upsert_register(sqlite3* db, DuetConn* c);
+int duet_get_or_create_register(sqlite3* db, DuetConn* c);
 int duet_plan_register(sqlite3* db, DuetConn* c);
 
 #endif
