@@ -64,7 +64,7 @@ int duet_conn_rollback(DuetConn* c) {
 }
 
 /* Skips blanks and SQL comments. */
-static const char* skip_space(const char* z) {
+const char* duet_skip_space(const char* z) {
     for (;;) {
         while (*z == ' ' || *z == '\t' || *z == '\n' || *z == '\r' || *z == '\f')
             z++;
@@ -82,7 +82,7 @@ static const char* skip_space(const char* z) {
 
 /* Reads one keyword at *pz; returns whether it is kw (case-insensitive). */
 static int keyword(const char** pz, const char* kw) {
-    const char* z = skip_space(*pz);
+    const char* z = duet_skip_space(*pz);
     size_t n = strlen(kw);
     if (sqlite3_strnicmp(z, kw, (int)n) != 0)
         return 0;

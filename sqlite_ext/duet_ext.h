@@ -101,6 +101,8 @@ int duet_conn_exec(DuetConn* c, const char* sql, char** pzErr);
 int duet_conn_in_txn(const DuetConn* c);
 int duet_conn_rollback(DuetConn* c);
 int duet_sql_verb(const char* sql);
+/* The first character of sql past blanks and -- or block comments. */
+const char* duet_skip_space(const char* z);
 double duet_now(void);
 
 /* Called by conn.c's trace callback at each statement start, in this order. */

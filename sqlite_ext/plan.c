@@ -106,23 +106,6 @@ static int rows_add(PlanRows* r, sqlite3_int64 a, sqlite3_int64 b, char* t0, cha
 
 /* ------------------------------------------------------ EXPLAIN QUERY PLAN */
 
-/* Skips blanks and SQL comments. */
-static const char* skip_space(const char* z) {
-    for (;;) {
-        while (*z == ' ' || *z == '\t' || *z == '\n' || *z == '\r' || *z == '\f')
-            z++;
-        if (z[0] == '-' && z[1] == '-') {
-            while (*z && *z != '\n')
-                z++;
-        } else if (z[0] == '/' && z[1] == '*') {
-            const char* end = strstr(z + 2, "*/");
-            z = end ? end + 2 : z + strlen(z);
-        } else {
-            return z;
-        }
-    }
-}
-
 /* Prepares EXPLAIN QUERY PLAN sql on db; *pzErr gets a message on error. */
 static int prepare_eqp(sqlite3* db, const char* sql, sqlite3_stmt** pStmt, char** pzErr) {
     const char* tail = NULL;
@@ -135,7 +118,7 @@ static int prepare_eqp(sqlite3* db, const char* sql, sqlite3_stmt** pStmt, char*
     }
     /* Nothing is run, but a PRAGMA acts as it is prepared (foreign_keys,
     ** trusted_schema, cache_size...): refused before it is. */
-    z = skip_space(z);
+    z = duet_skip_space(z);
     if (sqlite3_strnicmp(z, "PRAGMA", 6) == 0 && !((z[6] >= 'a' && z[6] <= 'z') ||
                                                    (z[6] >= 'A' && z[6] <= 'Z') ||
                                                    (z[6] >= '0' && z[6] <= '9') || z[6] == '_')) {
