@@ -52,13 +52,6 @@ static int lookup_key(Call* k, const Table* t, const Row* lookup, const Key** pk
     return SQLITE_OK;
 }
 
-typedef struct GocCall {
-    sqlite3_value** argv;
-    int argc;
-    char* result;
-    int nResult;
-} GocCall;
-
 static int merge_rows(Call* k, const Table* t, const Row* lookup, const Row* defaults, Row* all) {
     int rc = SQLITE_OK;
     for (int i = 0; rc == SQLITE_OK && i < defaults->n; i++) {
@@ -132,7 +125,7 @@ static int goc_steps(Call* k,
 }
 
 static int do_get_or_create(Call* k, void* arg) {
-    GocCall* gc = arg;
+    FuncCall* gc = arg;
     Row lookup = {0}, defaults = {0}, all = {0};
     const Table* t;
     DuetBuf out = {0};
@@ -176,16 +169,7 @@ static int do_get_or_create(Call* k, void* arg) {
 }
 
 static void get_or_create_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
-    Call k;
-    GocCall gc = {argv, argc, NULL, 0};
-    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
-        return;
-    call_init(&k, ctx, "duet_get_or_create");
-    if (with_retry(&k, do_get_or_create, &gc) == SQLITE_OK)
-        result_json(ctx, gc.result, gc.nResult);
-    else
-        call_result_error(ctx, &k);
-    sqlite3_free(k.err);
+    run_function(ctx, argc, argv, "duet_get_or_create", do_get_or_create);
 }
 
 int duet_get_or_create_register(sqlite3* db, DuetConn* c) {

@@ -579,3 +579,17 @@ void result_json(sqlite3_context* ctx, char* json, int n) {
     sqlite3_result_text(ctx, json, n, sqlite3_free);
     sqlite3_result_subtype(ctx, JSON_SUBTYPE);
 }
+
+void run_function(sqlite3_context* ctx, int argc, sqlite3_value** argv, const char* name,
+                  int (*work)(Call*, void*)) {
+    Call k;
+    FuncCall fc = {argc, argv, NULL, 0};
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
+        return;
+    call_init(&k, ctx, name);
+    if (with_retry(&k, work, &fc) == SQLITE_OK)
+        result_json(ctx, fc.result, fc.nResult);
+    else
+        call_result_error(ctx, &k);
+    sqlite3_free(k.err);
+}

@@ -218,15 +218,8 @@ static int read_args(Call* k, Spec* p, Args* a, int argc, sqlite3_value** argv) 
 
 /* ------------------------------------------------------------ duet_upsert */
 
-typedef struct UpsertCall {
-    int argc;
-    sqlite3_value** argv;
-    char* result;
-    int nResult;
-} UpsertCall;
-
 static int do_upsert(Call* k, void* arg) {
-    UpsertCall* uc = arg;
+    FuncCall* uc = arg;
     Spec p = {0};
     Args a = {0};
     Row row = {0};
@@ -264,25 +257,16 @@ static int do_upsert(Call* k, void* arg) {
 }
 
 static void upsert_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
-    Call k;
-    UpsertCall uc = {argc, argv, NULL, 0};
-    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
-        return;
-    call_init(&k, ctx, "duet_upsert");
-    if (with_retry(&k, do_upsert, &uc) == SQLITE_OK)
-        result_json(ctx, uc.result, uc.nResult);
-    else
-        call_result_error(ctx, &k);
-    sqlite3_free(k.err);
+    run_function(ctx, argc, argv, "duet_upsert", do_upsert);
 }
 
 /* ------------------------------------------------------- duet_upsert_many */
 
-static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows, UpsertCall* uc);
+static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows, FuncCall* uc);
 
 /* All rows, in one savepoint, as a JSON array of results. */
 static int do_upsert_many(Call* k, void* arg) {
-    UpsertCall* uc = arg;
+    FuncCall* uc = arg;
     Spec p = {0};
     Args a = {0};
     DuetJsonValue rows = {0};
@@ -321,7 +305,7 @@ static int do_upsert_many(Call* k, void* arg) {
 }
 
 /* Upserts each element of the rows array; the results go to uc->result. */
-static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows, UpsertCall* uc) {
+static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows, FuncCall* uc) {
     DuetJsonIter it = {rows->z + 1, 0, 1, 1, NULL};
     DuetJsonValue elem;
     DuetBuf out = {0};
@@ -366,16 +350,7 @@ static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows,
 }
 
 static void upsert_many_func(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
-    Call k;
-    UpsertCall uc = {argc, argv, NULL, 0};
-    if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
-        return;
-    call_init(&k, ctx, "duet_upsert_many");
-    if (with_retry(&k, do_upsert_many, &uc) == SQLITE_OK)
-        result_json(ctx, uc.result, uc.nResult);
-    else
-        call_result_error(ctx, &k);
-    sqlite3_free(k.err);
+    run_function(ctx, argc, argv, "duet_upsert_many", do_upsert_many);
 }
 
 int duet_upsert_register(sqlite3* db, DuetConn* c) {

@@ -102,6 +102,14 @@ typedef struct Call {
     Cached* ran; /* the statement run() ran last */
 } Call;
 
+/* The arguments of one call of a SQL function, and the JSON it returns. */
+typedef struct FuncCall {
+    int argc;
+    sqlite3_value** argv;
+    char* result;
+    int nResult;
+} FuncCall;
+
 /* What one statement does; its signature is the key of the cache. */
 typedef struct Spec {
     const Table* t;
@@ -139,6 +147,10 @@ int find_column(Call* k, const Table* t, const char* name, int* pcol);
 int with_retry(Call* k, int (*fn)(Call*, void*), void* arg);
 void call_init(Call* k, sqlite3_context* ctx, const char* fn);
 void result_json(sqlite3_context* ctx, char* json, int n);
+/* A SQL function's body: NULL for a NULL table or row, else work (given a
+** FuncCall) retried once on a stale cache, then its JSON or its error. */
+void run_function(sqlite3_context* ctx, int argc, sqlite3_value** argv, const char* name,
+                  int (*work)(Call*, void*));
 
 /* rows.c: JSON arguments. */
 int row_put(Call* k, Row* row, int col, const DuetJsonValue* v);
