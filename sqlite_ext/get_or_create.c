@@ -155,15 +155,7 @@ static int do_get_or_create(Call* k, void* arg) {
         duet_buf_append(&out, ",\"created\":true}", 16);
     else
         duet_buf_append(&out, ",\"created\":false}", 17);
-    if (rc == SQLITE_OK && out.oom)
-        rc = fail(k, SQLITE_NOMEM, "out of memory");
-    if (rc == SQLITE_OK) {
-        out.z[out.n] = '\0';
-        gc->result = out.z;
-        gc->nResult = out.n;
-    } else {
-        sqlite3_free(out.z);
-    }
+    rc = func_result(k, gc, &out, rc);
     row_clear(&lookup), row_clear(&defaults), row_clear(&all);
     return rc;
 }

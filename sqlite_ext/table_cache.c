@@ -580,6 +580,19 @@ void result_json(sqlite3_context* ctx, char* json, int n) {
     sqlite3_result_subtype(ctx, JSON_SUBTYPE);
 }
 
+int func_result(Call* k, FuncCall* fc, DuetBuf* out, int rc) {
+    if (rc == SQLITE_OK && out->oom)
+        rc = fail(k, SQLITE_NOMEM, "out of memory");
+    if (rc == SQLITE_OK) {
+        out->z[out->n] = '\0';
+        fc->result = out->z;
+        fc->nResult = out->n;
+    } else {
+        sqlite3_free(out->z);
+    }
+    return rc;
+}
+
 void run_function(sqlite3_context* ctx, int argc, sqlite3_value** argv, const char* name,
                   int (*work)(Call*, void*)) {
     Call k;

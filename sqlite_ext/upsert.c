@@ -242,15 +242,7 @@ static int do_upsert(Call* k, void* arg) {
         duet_buf_append(&out, ",\"inserted\":true}", 17);
     else
         duet_buf_append(&out, ",\"inserted\":false}", 18);
-    if (rc == SQLITE_OK && out.oom)
-        rc = fail(k, SQLITE_NOMEM, "out of memory");
-    if (rc == SQLITE_OK) {
-        out.z[out.n] = '\0';
-        uc->result = out.z;
-        uc->nResult = out.n;
-    } else {
-        sqlite3_free(out.z);
-    }
+    rc = func_result(k, uc, &out, rc);
     row_clear(&row);
     args_free(&p, &a);
     return rc;
@@ -337,15 +329,7 @@ static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows,
         row_clear(&row);
     }
     duet_buf_char(&out, ']');
-    if (rc == SQLITE_OK && out.oom)
-        rc = fail(k, SQLITE_NOMEM, "out of memory");
-    if (rc == SQLITE_OK) {
-        out.z[out.n] = '\0';
-        uc->result = out.z;
-        uc->nResult = out.n;
-    } else {
-        sqlite3_free(out.z);
-    }
+    rc = func_result(k, uc, &out, rc);
     return rc;
 }
 

@@ -147,6 +147,9 @@ int find_column(Call* k, const Table* t, const char* name, int* pcol);
 int with_retry(Call* k, int (*fn)(Call*, void*), void* arg);
 void call_init(Call* k, sqlite3_context* ctx, const char* fn);
 void result_json(sqlite3_context* ctx, char* json, int n);
+/* Gives out's JSON to fc when rc is SQLITE_OK (failing on a buffer that ran
+** out of memory), else frees it; returns the final rc. */
+int func_result(Call* k, FuncCall* fc, DuetBuf* out, int rc);
 /* A SQL function's body: NULL for a NULL table or row, else work (given a
 ** FuncCall) retried once on a stale cache, then its JSON or its error. */
 void run_function(sqlite3_context* ctx, int argc, sqlite3_value** argv, const char* name,
