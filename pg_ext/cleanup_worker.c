@@ -206,6 +206,22 @@ cleanup_shmem_startup(void)
 }
 
 /*
+ * The worker as both the preloaded and the on-demand registration start it.
+ */
+static void
+cleanup_worker_describe(BackgroundWorker *worker)
+{
+	memset(worker, 0, sizeof(*worker));
+	worker->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker->bgw_restart_time = CLEANUP_RESTART_SECS;
+	strlcpy(worker->bgw_library_name, "duet", BGW_MAXLEN);
+	strlcpy(worker->bgw_function_name, "duet_cleanup_worker_main", BGW_MAXLEN);
+	strlcpy(worker->bgw_name, "duet cleanup worker", BGW_MAXLEN);
+	strlcpy(worker->bgw_type, "duet cleanup worker", BGW_MAXLEN);
+}
+
+/*
  * Defines the settings, and under shared_preload_libraries requests the
  * shared memory and registers the worker; called from _PG_init.
  */
@@ -273,14 +289,7 @@ duet_cleanup_init(void)
 	prev_shmem_startup_hook = shmem_startup_hook;
 	shmem_startup_hook = cleanup_shmem_startup;
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = CLEANUP_RESTART_SECS;
-	strlcpy(worker.bgw_library_name, "duet", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "duet_cleanup_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "duet cleanup worker", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "duet cleanup worker", BGW_MAXLEN);
+	cleanup_worker_describe(&worker);
 	RegisterBackgroundWorker(&worker);
 }
 
@@ -623,14 +632,7 @@ duet_start_cleanup_worker(PG_FUNCTION_ARGS)
 		PG_RETURN_INT32((int32) pid);
 	}
 
-	memset(&worker, 0, sizeof(worker));
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = CLEANUP_RESTART_SECS;
-	strlcpy(worker.bgw_library_name, "duet", BGW_MAXLEN);
-	strlcpy(worker.bgw_function_name, "duet_cleanup_worker_main", BGW_MAXLEN);
-	strlcpy(worker.bgw_name, "duet cleanup worker", BGW_MAXLEN);
-	strlcpy(worker.bgw_type, "duet cleanup worker", BGW_MAXLEN);
+	cleanup_worker_describe(&worker);
 	worker.bgw_notify_pid = MyProcPid;
 
 	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
