@@ -17,6 +17,7 @@
  * SQLSTATE, detail and hint.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,9 +55,20 @@ typedef struct pg_stmt {
     char name[32];
 } pg_stmt;
 
+/*
+ * The key of a cancel request.  libpq 15's PQcancel connects to the server
+ * with no time limit (a vanished host holds it for minutes, a stopped
+ * postmaster forever), so an interrupt from another thread sends it from a
+ * thread of its own, which shares the key: the last user frees it.
+ */
+typedef struct pg_cancel_key {
+    PGcancel *cancel;
+    atomic_int refs;
+} pg_cancel_key;
+
 typedef struct pg_conn {
     PGconn *conn;
-    PGcancel *cancel;  /* for interrupt, from any thread */
+    pg_cancel_key *cancel; /* for interrupt, from any thread */
     bool unnamed_only; /* pooler=transaction: never a named statement */
     pg_stmt stmts[STMT_CACHE];
     size_t nstmts;
@@ -161,17 +173,28 @@ static duet_status pg_connect(const duet_config *cfg, void **raw) {
         return st;
     }
     PQsetNoticeProcessor(pc->conn, on_notice, NULL);
-    pc->cancel = PQgetCancel(pc->conn);
+    pc->cancel = calloc(1, sizeof *pc->cancel);
+    if (pc->cancel) {
+        pc->cancel->cancel = PQgetCancel(pc->conn);
+        atomic_init(&pc->cancel->refs, 1);
+    }
     pc->unnamed_only = cfg->pool.pooler_transaction;
     *raw = pc;
     return DUET_OK;
+}
+
+static void cancel_key_unref(pg_cancel_key *k) {
+    if (k && atomic_fetch_sub(&k->refs, 1) == 1) {
+        PQfreeCancel(k->cancel);
+        free(k);
+    }
 }
 
 static void pg_disconnect(void *raw) {
     pg_conn *pc = raw;
     if (!pc) return;
     for (size_t i = 0; i < pc->nstmts; i++) free(pc->stmts[i].sql), free(pc->stmts[i].types);
-    PQfreeCancel(pc->cancel);
+    cancel_key_unref(pc->cancel);
     PQfinish(pc->conn);
     free(pc);
 }
@@ -189,10 +212,33 @@ static duet_txn_state pg_txn_state(void *raw) {
 }
 
 /* PQcancel is documented safe from any thread (unlike PQrequestCancel). */
+static void cancel_now(pg_cancel_key *k) {
+    char errbuf[256];
+    if (k && k->cancel) PQcancel(k->cancel, errbuf, sizeof errbuf);
+}
+
+static void *cancel_main(void *arg) {
+    cancel_now(arg);
+    cancel_key_unref(arg);
+    return NULL;
+}
+
+/*
+ * Asks the server to stop the running statement, and returns at once (see
+ * pg_cancel_key).  The pool always pairs an interrupt with a deadline after
+ * which it cuts the connection off, so a cancel that never arrives, or is
+ * never sent for want of a thread, costs time but cannot hang anyone.
+ */
 static void pg_interrupt(void *raw) {
     pg_conn *pc = raw;
-    char errbuf[256];
-    if (pc && pc->cancel) PQcancel(pc->cancel, errbuf, sizeof errbuf);
+    if (!pc || !pc->cancel) return;
+    pthread_attr_t attr;
+    pthread_t th;
+    atomic_fetch_add(&pc->cancel->refs, 1);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&th, &attr, cancel_main, pc->cancel) != 0) cancel_key_unref(pc->cancel);
+    pthread_attr_destroy(&attr);
 }
 
 /*
@@ -627,7 +673,7 @@ static void pg_iter_close(void *cursor) {
     pg_cursor *c = cursor;
     if (!c) return;
     if (!c->done) {
-        if (!c->in_block) pg_interrupt(c->pc);
+        if (!c->in_block) cancel_now(c->pc->cancel); /* the caller's own thread: drain waits for it */
         drain(c);
     }
     duet_result_free(c->row);

@@ -950,14 +950,15 @@ static duet_db *db_alloc(const char *name, const duet_config *cfg) {
     return db;
 }
 
-/* Frees everything; the background thread must be stopped. */
+/*
+ * Frees everything; the background thread must be stopped.  A transaction
+ * still open is rolled back by closing its connection (the server, or
+ * SQLite's close, does it), so closing never waits for a server.
+ */
 static void db_free(duet_db *db) {
     while (db->all) {
         duet_conn *c = db->all;
         conn_unlink(db, c);
-        if (db->ops->txn_state(c->raw) != DUET_TXN_IDLE &&
-            db->ops->txn_state(c->raw) != DUET_TXN_BROKEN)
-            db->ops->exec_simple(c->raw, "ROLLBACK");
         conn_free(db, c, "pool closed");
     }
     if (db->keeper) db->ops->disconnect(db->keeper);

@@ -378,7 +378,8 @@ static void test_dirty_connection_rolled_back(void **state) {
  */
 typedef struct stopped_call {
     duet_db *db;
-    int what;       /* 0: duet_release, 1: duet_commit, 2: fetch SELECT 1, 3: force_rollback off */
+    int what;       /* 0: duet_release, 1: duet_commit, 2: fetch SELECT 1, 3: force_rollback off,
+                       4: fetch pg_sleep(20) then duet_rollback, 5: duet_close */
     duet_conn *conn; /* handed over from the main thread (duet_detach) for 0 and 1 */
     duet_status st;
     double took_ms;
@@ -400,6 +401,18 @@ static void *stopped_call_main(void *p) {
         a->st = duet_commit(a->db);
     } else if (a->what == 3) {
         a->st = duet_force_rollback(a->db, false);
+    } else if (a->what == 5) {
+        duet_close(a->db);
+        a->st = DUET_OK;
+    } else if (a->what == 4) {
+        duet_result *r = NULL;
+        a->st = duet_fetch_val(a->db, "SELECT pg_sleep(20)", NULL, 0, &r);
+        duet_result_free(r);
+        snprintf(a->err, sizeof a->err, "%s", duet_errmsg());
+        a->took_ms = test_now_ms() - t0;
+        duet_rollback(a->db);
+        a->done = true;
+        return NULL;
     } else {
         duet_result *r = NULL;
         a->st = duet_fetch_val(a->db, "SELECT 1", NULL, 0, &r);
@@ -424,7 +437,7 @@ static void call_while_stopped(stopped_call *a, int64_t pid, double limit_ms) {
     bool hung = !a->done;
     kill((pid_t)pid, SIGCONT);
     pthread_join(th, NULL);
-    if (hung) fail_msg("the call hung on a stopped backend (returned %.0f ms later, after SIGCONT)",
+    if (hung) fail_msg("the call hung on a stopped server process (returned %.0f ms later, after SIGCONT)",
                        a->took_ms);
 }
 
@@ -474,6 +487,73 @@ static void test_stopped_backend_reaper(void **state) {
     duet_pool_stats s;
     duet_pool_stats_get(db, &s);
     assert_int_equal(s.in_use, 0);
+    duet_close(db);
+    free(url);
+}
+
+/* Closing the pool with a transaction open on a stopped backend: closing the connection ends it. */
+static void test_stopped_backend_close(void **state) {
+    (void)state;
+    char *url = test_pg_url_with("max_connections=2&min_connections=0");
+    duet_db *db;
+    assert_duet_ok(duet_open(url, &db));
+    assert_duet_ok(duet_begin(db));
+    test_exec(db, "CREATE TABLE pool_close_rolled_back (x int)");
+    int64_t pid = stop_backend(db);
+    stopped_call a = {.db = db, .what = 5};
+    assert_duet_ok(duet_detach(db, &a.conn));
+    call_while_stopped(&a, pid, 5000);
+    /* the server rolled the transaction back when its connection went away */
+    assert_duet_ok(duet_open(url, &db));
+    char gone_sql[128];
+    snprintf(gone_sql, sizeof gone_sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %lld",
+             (long long)pid);
+    for (int i = 0; i < 100 && test_int(db, gone_sql) != 0; i++)
+        test_sleep_ms(50); /* the stopped backend ends once continued */
+    assert_int_equal(test_int(db, "SELECT count(*) FROM pg_class WHERE relname = "
+                                  "'pool_close_rolled_back'"), 0);
+    duet_close(db);
+    free(url);
+}
+
+/* The parent of a backend: the postmaster. */
+static int64_t parent_pid(int64_t pid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *after_name = strrchr(buf, ')'); /* the name may hold spaces */
+    char state;
+    long long ppid = 0;
+    assert_non_null(after_name);
+    assert_int_equal(sscanf(after_name + 1, " %c %lld", &state, &ppid), 2);
+    return ppid;
+}
+
+/*
+ * A call in an expired transaction while the postmaster is stopped: the
+ * cancel request can never be delivered (libpq's PQcancel would wait for
+ * ever for the postmaster), yet the pool cuts the connection off and the
+ * call returns long before its pg_sleep(20) would have ended.
+ */
+static void test_stopped_postmaster_interrupt(void **state) {
+    (void)state;
+    char *url = test_pg_url_with("max_connections=2&min_connections=0&test_before_acquire=false"
+                                 "&transaction_timeout=500ms&transaction_cleanup_interval=100ms");
+    duet_db *db;
+    assert_duet_ok(duet_open(url, &db));
+    assert_duet_ok(duet_begin(db));
+    int64_t postmaster = parent_pid(test_int(db, "SELECT pg_backend_pid()"));
+    stopped_call a = {.db = db, .what = 4};
+    assert_duet_ok(duet_detach(db, &a.conn));
+    assert_int_equal(kill((pid_t)postmaster, SIGSTOP), 0);
+    call_while_stopped(&a, postmaster, 12000);
+    if (a.st == DUET_OK) fail_msg("pg_sleep(20) in an expired transaction succeeded");
+    assert_true(a.took_ms < 10000); /* 500 ms to expire, 5 s to answer the cancel, the tick */
+    assert_int_equal(test_int(db, "SELECT 1"), 1); /* the pool and its thread still work */
     duet_close(db);
     free(url);
 }
@@ -686,6 +766,8 @@ int main(void) {
         cmocka_unit_test(test_stopped_backend_reaper),
         cmocka_unit_test(test_stopped_backend_liveness_check),
         cmocka_unit_test(test_stopped_backend_force_rollback_off),
+        cmocka_unit_test(test_stopped_postmaster_interrupt),
+        cmocka_unit_test(test_stopped_backend_close),
         cmocka_unit_test(test_leak_warning),
         cmocka_unit_test(test_detach_attach),
         cmocka_unit_test(test_ping_and_names),
