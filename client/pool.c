@@ -532,7 +532,10 @@ static void checkout(duet_db *db, duet_conn *c, const char *label, double start_
     ps->acquired_ms = now;
     ps->leak_warned = false;
     ps->broken = false;
-    snprintf(ps->label, sizeof ps->label, "%s", label ? label : "a query");
+    const char *from = label ? label : "a query"; /* copied: the caller's may not outlive it */
+    size_t n = strnlen(from, sizeof ps->label - 1);
+    memcpy(ps->label, from, n); /* not snprintf: this runs on every acquire */
+    ps->label[n] = '\0';
     db->acquired++;
     record_wait(db, now - start_ms);
 }

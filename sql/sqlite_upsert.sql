@@ -277,3 +277,34 @@ CREATE TEMP TABLE shadow2 (id INTEGER PRIMARY KEY, v TEXT) WITHOUT ROWID;
 SELECT duet_upsert('shadow2', '{"id": 1, "v": "new"}');
 SELECT duet_upsert('shadow2', '{"id": 1, "v": "again"}');
 SELECT 'main', * FROM main.shadow2 UNION ALL SELECT 'temp', * FROM temp.shadow2;
+
+--
+-- how a row is read: the argument's text (copied when short, taken from
+-- SQLite when long or holding a NUL), numbers, names in any case
+--
+CREATE TABLE rd (id INTEGER PRIMARY KEY, r REAL, n NUMERIC, t TEXT, "x@" TEXT, "é" TEXT);
+-- a row longer than the copy duet makes on the stack
+SELECT length(duet_upsert('rd', json_object('id', 1, 't', printf('%.600c', 'x'))));
+SELECT id, length(t) FROM rd;
+-- text after a NUL is not seen, as sqlite3_value_text() gives the argument
+SELECT duet_upsert('rd', '{"id": 2, "t": "a"}' || char(0) || 'not JSON');
+-- decimals read exactly as strtod() reads them, short or not
+SELECT duet_upsert('rd', '{"id": 3, "r": 1.5, "n": -0.25, "t": 3e5}');
+SELECT duet_upsert('rd', '{"id": 4, "r": 0.1, "n": 1.5e-3, "t": 2.5E+2}');
+SELECT duet_upsert('rd', '{"id": 5, "r": 123456789012345.6, "n": 1e23, "t": 1234567890.12345}');
+SELECT duet_upsert('rd', '{"id": 6, "r": -0.0, "n": 0.30000000000000004, "t": 1E-22}');
+SELECT id, printf('%!.17g', r), typeof(n), printf('%!.17g', n), typeof(t), t FROM rd
+ WHERE id >= 3 ORDER BY id;
+-- names: ASCII letters match in either case, nothing else does
+SELECT duet_upsert('rd', '{"ID": 7, "T": "upper", "X@": "at"}');
+SELECT duet_upsert('rd', '{"id": 7, "x`": "backquote"}');
+SELECT duet_upsert('rd', '{"id": 7, "É": "e acute"}');
+-- keys out of table order, and a repeated key (the last one wins)
+SELECT duet_upsert('rd', '{"t": "a", "id": 8, "r": 2, "t": "b"}');
+-- reals come back as SQLite writes them ("%!.15g"), halves and quarters too
+CREATE TABLE fr (id INTEGER PRIMARY KEY, r REAL);
+SELECT duet_upsert_many('fr', '[{"id": 1, "r": 0.5}, {"id": 2, "r": -0.25}, {"id": 3, "r": 12345.5},
+    {"id": 4, "r": 0.0001220703125}, {"id": 5, "r": 6.103515625e-05}, {"id": 6, "r": 100000000000000.5},
+    {"id": 7, "r": 0.1}, {"id": 8, "r": -7.75}, {"id": 9, "r": 999999999999999.5}, {"id": 10, "r": -0.5}]');
+SELECT duet_upsert('rd', '{"id": 9, "r": 2.5}');
+SELECT group_concat(r, ' ') FROM (SELECT json_object('r', r) AS r FROM fr ORDER BY id);

@@ -100,7 +100,12 @@ static int keyword(const char** pz, const char* kw) {
 ** this only runs on statements SQLite has already parsed successfully.
 */
 int duet_sql_verb(const char* sql) {
-    const char* z = sql;
+    const char* z = duet_skip_space(sql);
+    /* Every statement comes here: most start with another letter than the
+    ** four keywords', and are told apart by it alone. */
+    char c = (char)(*z | 0x20);
+    if (c != 'b' && c != 'c' && c != 'e' && c != 'r')
+        return DUET_VERB_OTHER;
     if (keyword(&z, "BEGIN"))
         return DUET_VERB_BEGIN;
     if (keyword(&z, "COMMIT") || keyword(&z, "END"))

@@ -126,7 +126,8 @@ static int goc_steps(Call* k,
 
 static int do_get_or_create(Call* k, void* arg) {
     FuncCall* gc = arg;
-    Row lookup = {0}, defaults = {0}, all = {0};
+    Row lookup, defaults, all;
+    row_init(&lookup), row_init(&defaults), row_init(&all);
     const Table* t;
     DuetBuf out = {0};
     int created = 0;

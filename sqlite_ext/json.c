@@ -9,6 +9,7 @@
 ** values are copied out by duet_json_text()).  The writer appends SQLite
 ** values as JSON the way json_object() does.
 */
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -38,51 +39,65 @@ static int hex4(const char* p) {
     return c;
 }
 
+/* The bytes a JSON string cannot hold as they are: controls (NUL too), the
+** quote and the backslash.  Strings are scanned for them a byte at a time
+** with one lookup, since most strings have none. */
+static const unsigned char special[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    ['"'] = 1, ['\\'] = 1};
+
+/* Checks the escape at p (just past its backslash); returns its last byte,
+** or NULL if malformed, with *why as skip_string() sets it. */
+static const char* skip_escape(const char* p, const char** why) {
+    if (*p != 'u')
+        return *p != '\0' && strchr("\"\\/bfnrt", *p) ? p : NULL;
+    int c = hex4(p + 1);
+    if (c < 0)
+        return NULL;
+    p += 4;
+    if (c == 0) {
+        *why = "has an unsupported Unicode escape sequence (\\u0000 cannot be "
+               "converted to text)";
+        return NULL;
+    }
+    if (c >= 0xDC00 && c < 0xE000) {
+        *why = "is not valid JSON (Unicode low surrogate must follow a high surrogate)";
+        return NULL;
+    }
+    if (c >= 0xD800 && c < 0xDC00) {
+        int lo = p[1] == '\\' && p[2] == 'u' ? hex4(p + 3) : -1;
+        if (lo >= 0xD800 && lo < 0xDC00) {
+            *why = "is not valid JSON (Unicode high surrogate must not follow a high "
+                   "surrogate)";
+            return NULL;
+        }
+        if (lo < 0xDC00 || lo >= 0xE000) {
+            *why = "is not valid JSON (Unicode low surrogate must follow a high "
+                   "surrogate)";
+            return NULL;
+        }
+        p += 6;
+    }
+    return p;
+}
+
 /* Skips a string starting at its opening quote; NULL if malformed, with
 ** *why set when the string is JSON but not text PostgreSQL's jsonb takes:
 ** \u0000 (no NUL in text: bound with its length it would be stored cut or
 ** with a NUL inside) and surrogates not in pairs (no valid UTF-8 for them). */
 static const char* skip_string(const char* p, int* escaped, const char** why) {
-    for (p++; *p != '"'; p++) {
-        if ((unsigned char)*p < 0x20)
-            return NULL;
-        if (*p == '\\') {
-            *escaped = 1;
+    for (p++;; p++) {
+        while (!special[(unsigned char)*p])
             p++;
-            if (*p == 'u') {
-                int c = hex4(p + 1);
-                if (c < 0)
-                    return NULL;
-                p += 4;
-                if (c == 0) {
-                    *why = "has an unsupported Unicode escape sequence (\\u0000 cannot be "
-                           "converted to text)";
-                    return NULL;
-                }
-                if (c >= 0xDC00 && c < 0xE000) {
-                    *why = "is not valid JSON (Unicode low surrogate must follow a high surrogate)";
-                    return NULL;
-                }
-                if (c >= 0xD800 && c < 0xDC00) {
-                    int lo = p[1] == '\\' && p[2] == 'u' ? hex4(p + 3) : -1;
-                    if (lo >= 0xD800 && lo < 0xDC00) {
-                        *why = "is not valid JSON (Unicode high surrogate must not follow a high "
-                               "surrogate)";
-                        return NULL;
-                    }
-                    if (lo < 0xDC00 || lo >= 0xE000) {
-                        *why = "is not valid JSON (Unicode low surrogate must follow a high "
-                               "surrogate)";
-                        return NULL;
-                    }
-                    p += 6;
-                }
-            } else if (*p == '\0' || !strchr("\"\\/bfnrt", *p)) {
-                return NULL;
-            }
-        }
+        if (*p == '"')
+            return p + 1;
+        if (*p != '\\') /* a control character, or the end of the text */
+            return NULL;
+        *escaped = 1;
+        if ((p = skip_escape(p + 1, why)) == NULL)
+            return NULL;
     }
-    return p + 1;
 }
 
 /* Skips a number, telling whether it is an integer; NULL if malformed. */
@@ -130,23 +145,77 @@ static int int64_from_text(const char* z, sqlite3_int64* out) {
     return 1;
 }
 
+/*
+** A decimal number of at most 15 digits whose power of ten is within 22
+** (1.5, -0.25, 3e5), read without strtod(): the digits as an integer m
+** (below 2^53) and 10^e are both exact doubles, so m * 10^e or m / 10^-e
+** is one correctly rounded operation, which is what strtod() returns
+** (Clinger's fast path).  Only where doubles are evaluated as doubles
+** (FLT_EVAL_METHOD 0: no x87 extended precision rounding twice).  Returns
+** 0 for any other number, left to strtod().
+*/
+static int real_exact(const char* p, const char* end, double* r) {
+#if FLT_EVAL_METHOD == 0
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                   1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                   1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    int neg = *p == '-', digits = 0, e = 0;
+    sqlite3_uint64 m = 0;
+    for (p += neg; p < end && *p != 'e' && *p != 'E'; p++) {
+        if (*p == '.') {
+            e = -(int)(end - p - 1); /* corrected below for an exponent */
+            continue;
+        }
+        if (++digits > 15)
+            return 0;
+        m = m * 10 + (sqlite3_uint64)(*p - '0');
+    }
+    if (p < end) {
+        /* e counted the exponent's characters as fraction digits. */
+        if (e < 0)
+            e += (int)(end - p);
+        int sign = p[1] == '-' ? -1 : 1, x = 0;
+        for (p += 1 + (p[1] == '-' || p[1] == '+'); p < end; p++) {
+            if (x > 100)
+                return 0;
+            x = x * 10 + (*p - '0');
+        }
+        e += sign * x;
+    }
+    if (e < -22 || e > 22)
+        return 0;
+    double d = e < 0 ? (double)m / pow10[-e] : (double)m * pow10[e];
+    *r = neg ? -d : d;
+    return 1;
+#else
+    (void)p, (void)end, (void)r;
+    return 0;
+#endif
+}
+
+/* Reads the string at p (its opening quote) into v; returns its end, or
+** NULL if malformed.  Object keys come here directly. */
+static const char* read_string(const char* p, DuetJsonValue* v, const char** why) {
+    memset(v, 0, sizeof(*v));
+    v->kind = DUET_JSON_STRING;
+    const char* end = skip_string(p, &v->escaped, why);
+    if (end == NULL)
+        return NULL;
+    v->z = p + 1;
+    v->n = (int)(end - p - 2);
+    return end;
+}
+
 /* Reads one value at p into v; returns the end, or NULL if malformed.
 ** Nested arrays and objects are validated and kept as a span. */
 static const char* read_value(const char* p, DuetJsonValue* v, int depth, const char** why) {
     p = ws(p);
-    memset(v, 0, sizeof(*v));
-    v->z = p;
     if (depth > 200)
         return NULL;
-    if (*p == '"') {
-        v->kind = DUET_JSON_STRING;
-        const char* end = skip_string(p, &v->escaped, why);
-        if (end == NULL)
-            return NULL;
-        v->z = p + 1;
-        v->n = (int)(end - p - 2);
-        return end;
-    }
+    if (*p == '"')
+        return read_string(p, v, why);
+    memset(v, 0, sizeof(*v));
+    v->z = p;
     if (*p == '{' || *p == '[') {
         DuetJsonIter it;
         DuetJsonValue key, val;
@@ -189,6 +258,8 @@ static const char* read_value(const char* p, DuetJsonValue* v, int depth, const 
             x = x * 10 + (*q - '0');
         v->kind = DUET_JSON_INT;
         v->i = *p == '-' ? -x : x;
+    } else if (isReal && real_exact(p, end, &v->r)) {
+        v->kind = DUET_JSON_REAL;
     } else {
         /* Long integers may not fit in 64 bits: SQLite's own reading. */
         v->kind = DUET_JSON_REAL;
@@ -263,9 +334,9 @@ int duet_json_next(DuetJsonIter* it, DuetJsonValue* key, DuetJsonValue* val) {
     }
     it->first = 0;
     if (it->isObject) {
-        if (*p != '"')
+        if (*p != '"' || it->depth > 200)
             return -1;
-        p = read_value(p, key, it->depth, &it->why);
+        p = read_string(p, key, &it->why);
         if (p == NULL)
             return -1;
         p = ws(p);
@@ -392,17 +463,31 @@ int duet_buf_grow(DuetBuf* b, int need) {
     return 0;
 }
 
-/* Appends text as a JSON string, escaped as json_object() does. */
+/* Appends text as a JSON string, escaped as json_object() does: runs of
+** bytes that need no escape are copied whole, and most strings are one. */
 void duet_json_append_string(DuetBuf* b, const char* z, int n) {
     static const char hex[] = "0123456789abcdef";
+    int clean = 0;
+    while (clean < n && !special[(unsigned char)z[clean]])
+        clean++;
+    if (clean == n) {
+        if (b->n + n + 2 >= b->cap && duet_buf_grow(b, n + 2))
+            return;
+        b->z[b->n] = '"';
+        memcpy(b->z + b->n + 1, z, (size_t)n);
+        b->z[b->n + n + 1] = '"';
+        b->n += n + 2;
+        return;
+    }
     duet_buf_char(b, '"');
-    int start = 0;
     for (int i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)z[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
+        int start = i;
+        while (i < n && !special[(unsigned char)z[i]])
+            i++;
         duet_buf_append(b, z + start, i - start);
-        start = i + 1;
+        if (i == n)
+            break;
+        unsigned char c = (unsigned char)z[i];
         const char* at = c ? strchr("\b\f\n\r\t", c) : NULL;
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
@@ -415,7 +500,6 @@ void duet_json_append_string(DuetBuf* b, const char* z, int n) {
             duet_buf_append(b, u, 6);
         }
     }
-    duet_buf_append(b, z + start, n - start);
     duet_buf_char(b, '"');
 }
 
@@ -433,6 +517,44 @@ void duet_json_append_int(DuetBuf* b, sqlite3_int64 x) {
     duet_buf_append(b, buf + n, (int)sizeof(buf) - n);
 }
 
+/*
+** Appends r as "%!.15g" writes it where r is m / 2^k (k from 1 to 18: a
+** half, a quarter, ...) whose decimal digits, m * 5^k, are at most 15, and
+** |r| is at least 1e-4: the digits are then exact, and SQLite, which adds
+** half a unit of the 15th digit before cutting, writes them all (its own
+** error is some 1e-18) and drops the zeros after them.  Returns 0, having
+** appended nothing, for any other r.
+*/
+static int append_short_fraction(DuetBuf* b, double r) {
+    double a = r < 0 ? -r : r;
+    if (!(a >= 1e-4 && a < 1e15))
+        return 0;
+    sqlite3_uint64 pow5 = 1, pow10 = 1;
+    for (int k = 1; k <= 18; k++) {
+        a *= 2; /* exact */
+        pow5 *= 5, pow10 *= 10;
+        if (a >= 1e15)
+            return 0;
+        if (a != (double)(sqlite3_int64)a)
+            continue;
+        sqlite3_uint64 m = (sqlite3_uint64)a;
+        if (m > 999999999999999ULL / pow5)
+            return 0;
+        sqlite3_uint64 d = m * pow5; /* |r| * 10^k */
+        char frac[20];
+        sqlite3_uint64 f = d % pow10;
+        for (int i = k - 1; i >= 0; i--, f /= 10)
+            frac[i] = (char)('0' + f % 10);
+        if (r < 0)
+            duet_buf_char(b, '-'); /* also before a zero: "-0.5" */
+        duet_json_append_int(b, (sqlite3_int64)(d / pow10));
+        duet_buf_char(b, '.');
+        duet_buf_append(b, frac, k);
+        return 1;
+    }
+    return 0;
+}
+
 /* Appends a REAL as json_object() writes it ("%!.15g"). */
 void duet_json_append_real(DuetBuf* b, double r) {
     char buf[40];
@@ -444,6 +566,8 @@ void duet_json_append_real(DuetBuf* b, double r) {
         duet_buf_append(b, ".0", 2);
         return;
     }
+    if (append_short_fraction(b, r))
+        return;
     if (isnan(r))
         duet_buf_append(b, "null", 4);
     else if (isinf(r))

@@ -36,9 +36,11 @@ static int row_grow(Call* k, Row* row) {
 /* Adds (col, value) to row, keeping columns ascending; a repeated key wins.
 ** Strings with escapes and nested values get a copy of their text. */
 int row_put(Call* k, Row* row, int col, const DuetJsonValue* v) {
-    int i = 0;
-    while (i < row->n && row->col[i] < col)
-        i++;
+    /* Keys usually come in table order: then the column goes last. */
+    int i = row->n;
+    if (i > 0 && row->col[i - 1] >= col)
+        for (i = 0; row->col[i] < col; i++)
+            continue;
     if (row->cap == 0) {
         row->col = row->colBuf, row->val = row->valBuf, row->own = row->ownBuf;
         row->cap = ROW_INLINE;
@@ -54,9 +56,11 @@ int row_put(Call* k, Row* row, int col, const DuetJsonValue* v) {
     if (i < row->n && row->col[i] == col) {
         sqlite3_free(row->own[i]);
     } else {
-        memmove(&row->col[i + 1], &row->col[i], sizeof(int) * (row->n - i));
-        memmove(&row->val[i + 1], &row->val[i], sizeof(DuetJsonValue) * (row->n - i));
-        memmove(&row->own[i + 1], &row->own[i], sizeof(char*) * (row->n - i));
+        if (i < row->n) {
+            memmove(&row->col[i + 1], &row->col[i], sizeof(int) * (row->n - i));
+            memmove(&row->val[i + 1], &row->val[i], sizeof(DuetJsonValue) * (row->n - i));
+            memmove(&row->own[i + 1], &row->own[i], sizeof(char*) * (row->n - i));
+        }
         row->n++;
     }
     row->col[i] = col;
@@ -139,11 +143,37 @@ int read_object(Call* k, const Table* t, const DuetJsonValue* v, const char* wha
     return rc;
 }
 
-/* Parses an argument as one JSON document.  An object or array is only
-** located here (n = -1: its text runs to the end of the argument) and is
-** validated as it is read, in one pass. */
-int parse_arg(Call* k, sqlite3_value* arg, const char* what, DuetJsonValue* v) {
-    const char* z = (const char*)sqlite3_value_text(arg);
+/*
+** The text of an argument, NUL-terminated, in UTF-8.  sqlite3_value_text()
+** copies a text bound with its length to add the terminator (a malloc and a
+** free, in a build without lookaside): one shorter than size, without a NUL
+** inside, is copied to buf instead.  sqlite3_value_bytes() comes first, as
+** it converts a UTF-16 value to UTF-8 and then sqlite3_value_blob() gives
+** that text as it is.  (Where a value was marked a BLOB as well and kept
+** UTF-16, its bytes hold a NUL, as UTF-16 JSON always does, and take the
+** sqlite3_value_text() way.)
+*/
+static const char* arg_text(sqlite3_value* arg, char* buf, int size) {
+    if (buf && sqlite3_value_type(arg) == SQLITE_TEXT) {
+        int n = sqlite3_value_bytes(arg);
+        const char* z = sqlite3_value_blob(arg);
+        if (z && n < size && memchr(z, 0, (size_t)n) == NULL) {
+            memcpy(buf, z, (size_t)n);
+            buf[n] = '\0';
+            return buf;
+        }
+    }
+    return (const char*)sqlite3_value_text(arg);
+}
+
+/* Parses an argument as one JSON document, its text copied to buf (size
+** bytes) when it fits (see arg_text; buf may be NULL), which must then
+** outlive v.  An object or array is only located here (n = -1: its text
+** runs to the end of the argument) and is validated as it is read, in one
+** pass. */
+int parse_arg(Call* k, sqlite3_value* arg, const char* what, DuetJsonValue* v, char* buf,
+              int size) {
+    const char* z = arg_text(arg, buf, size);
     memset(v, 0, sizeof(*v));
     while (z && (*z == ' ' || *z == '\t' || *z == '\n' || *z == '\r'))
         z++;
@@ -164,7 +194,7 @@ int parse_arg(Call* k, sqlite3_value* arg, const char* what, DuetJsonValue* v) {
 /* Reads a JSON object argument of column values against table t. */
 int read_row(Call* k, const Table* t, sqlite3_value* arg, const char* what, Row* row) {
     DuetJsonValue v;
-    int rc = parse_arg(k, arg, what, &v);
+    int rc = parse_arg(k, arg, what, &v, row->text, (int)sizeof(row->text));
     return rc == SQLITE_OK ? read_object(k, t, &v, what, row) : rc;
 }
 
@@ -174,7 +204,8 @@ int read_names(Call* k, const Table* t, sqlite3_value* arg, const char* what, in
     if (arg == NULL || sqlite3_value_type(arg) == SQLITE_NULL)
         return SQLITE_OK;
     DuetJsonValue v, item;
-    int rc = parse_arg(k, arg, what, &v);
+    char buf[256];
+    int rc = parse_arg(k, arg, what, &v, buf, (int)sizeof(buf));
     if (rc != SQLITE_OK)
         return rc;
     const char* why = NULL;
@@ -201,13 +232,6 @@ int read_names(Call* k, const Table* t, sqlite3_value* arg, const char* what, in
         ++*pn;
     }
     return rc;
-}
-
-int set_contains(int n, const int* cols, int col) {
-    for (int i = 0; i < n; i++)
-        if (cols[i] == col)
-            return 1;
-    return 0;
 }
 
 int no_key_error(Call* k, const Table* t, int n, const int* cols, const char* what) {

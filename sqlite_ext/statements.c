@@ -50,7 +50,8 @@ typedef struct Sig {
 
 static void sig_put(Sig* g, int n, const int* v) {
     g->v[g->n++] = n;
-    memcpy(g->v + g->n, v, sizeof(int) * n);
+    if (n > 0) /* v may be NULL then, which memcpy must not be given */
+        memcpy(g->v + g->n, v, sizeof(int) * n);
     g->n += n;
 }
 

@@ -169,6 +169,18 @@ int stmt_get(Call* k, const char* sql, sqlite3_stmt** pStmt) {
 
 /* ------------------------------------------------------ table descriptions */
 
+/* Whether the column name c is name (n bytes), as SQLite compares
+** identifiers: ASCII letters in either case (sqlite3_strnicmp's rule),
+** inline since every key of every row comes here. */
+static int same_name(const char* c, const char* name, int n) {
+    for (int i = 0; i < n; i++) {
+        unsigned char a = (unsigned char)c[i], b = (unsigned char)name[i], lower = a | 0x20;
+        if (a != b && (lower != (b | 0x20) || lower < 'a' || lower > 'z'))
+            return 0;
+    }
+    return c[n] == '\0';
+}
+
 /* The column called name (n bytes, or NUL-terminated when n < 0), or -1,
 ** looking from column start on: a row's keys usually come in table order,
 ** so that the caller's guess (the column after the previous key) is right
@@ -186,7 +198,7 @@ int column_index_from(const Table* t, const char* name, int n, int start) {
         ** sqlite3_strnicmp takes as equal): most columns stop here. */
         if (n > 0 && (c[0] | 0x20) != (name[0] | 0x20))
             continue;
-        if (sqlite3_strnicmp(c, name, n) == 0 && c[n] == '\0')
+        if (same_name(c, name, n))
             return i;
     }
     return -1;
@@ -575,8 +587,11 @@ void call_init(Call* k, sqlite3_context* ctx, const char* fn) {
     k->fn = fn;
 }
 
-void result_json(sqlite3_context* ctx, char* json, int n) {
-    sqlite3_result_text(ctx, json, n, sqlite3_free);
+/* json is NUL-terminated: given without its length, SQLite measures it and
+** knows that, so that sqlite3_column_text() on the result need not copy it
+** to add a terminator (an allocation and a copy). */
+static void result_json(sqlite3_context* ctx, char* json) {
+    sqlite3_result_text(ctx, json, -1, sqlite3_free);
     sqlite3_result_subtype(ctx, JSON_SUBTYPE);
 }
 
@@ -586,7 +601,6 @@ int func_result(Call* k, FuncCall* fc, DuetBuf* out, int rc) {
     if (rc == SQLITE_OK) {
         out->z[out->n] = '\0';
         fc->result = out->z;
-        fc->nResult = out->n;
     } else {
         sqlite3_free(out->z);
     }
@@ -596,12 +610,12 @@ int func_result(Call* k, FuncCall* fc, DuetBuf* out, int rc) {
 void run_function(sqlite3_context* ctx, int argc, sqlite3_value** argv, const char* name,
                   int (*work)(Call*, void*)) {
     Call k;
-    FuncCall fc = {argc, argv, NULL, 0};
+    FuncCall fc = {argc, argv, NULL};
     if (sqlite3_value_type(argv[0]) == SQLITE_NULL || sqlite3_value_type(argv[1]) == SQLITE_NULL)
         return;
     call_init(&k, ctx, name);
     if (with_retry(&k, work, &fc) == SQLITE_OK)
-        result_json(ctx, fc.result, fc.nResult);
+        result_json(ctx, fc.result);
     else
         call_result_error(ctx, &k);
     sqlite3_free(k.err);

@@ -181,22 +181,33 @@ static void update_set(Spec* p, const Row* row, int nExplicit, const int* explic
 }
 
 /* Everything an upsert needs from the arguments after the rows. */
+#define ARGS_INLINE 16 /* columns whose sets are held without allocating */
 typedef struct Args {
     int nConf, *conf;
     int nUpd, *upd;
+    int buf[3 * (ARGS_INLINE + 1)];
 } Args;
 
+/* No sets yet; buf is left as it is (read_args writes what it uses). */
+static void args_init(Args* a) {
+    a->nConf = a->nUpd = 0;
+    a->conf = a->upd = NULL;
+}
+
 static void args_free(Spec* p, Args* a) {
-    sqlite3_free(p->upd);
+    if (p->upd != a->buf)
+        sqlite3_free(p->upd);
     p->upd = a->conf = a->upd = NULL;
 }
 
 /* Reads conflict_columns, update_columns and only_if_changed; free with
 ** args_free() whatever it returns. */
 static int read_args(Call* k, Spec* p, Args* a, int argc, sqlite3_value** argv) {
-    /* One allocation for the three column sets. */
+    /* One block for the three column sets, on the stack for most tables:
+    ** SQLite's allocations are system mallocs (Debian builds it without
+    ** lookaside), each a good part of the cost of a call. */
     int n = p->t->nCol + 1;
-    p->upd = sqlite3_malloc64(sizeof(int) * 3 * n);
+    p->upd = n <= ARGS_INLINE + 1 ? a->buf : sqlite3_malloc64(sizeof(int) * 3 * n);
     if (p->upd == NULL)
         return fail(k, SQLITE_NOMEM, "out of memory");
     a->conf = p->upd + n;
@@ -221,8 +232,10 @@ static int read_args(Call* k, Spec* p, Args* a, int argc, sqlite3_value** argv) 
 static int do_upsert(Call* k, void* arg) {
     FuncCall* uc = arg;
     Spec p = {0};
-    Args a = {0};
-    Row row = {0};
+    Args a;
+    args_init(&a);
+    Row row;
+    row_init(&row);
     int rc = table_get(k, (const char*)sqlite3_value_text(uc->argv[0]), (Table**)&p.t);
     if (rc == SQLITE_OK)
         rc = read_row(k, p.t, uc->argv[1], "row", &row);
@@ -230,9 +243,13 @@ static int do_upsert(Call* k, void* arg) {
         rc = read_args(k, &p, &a, uc->argc, uc->argv);
     if (rc == SQLITE_OK && row.n == 0)
         rc = fail(k, SQLITE_ERROR, "row must give at least one column");
-    /* The result is written as the row is read: {"row":...,"inserted":...} */
+    /* The result is written as the row is read: {"row":...,"inserted":...},
+    ** in a buffer sized at once for about the input and the column names
+    ** (each growth is an allocation and a copy). */
     DuetBuf out = {0};
     int inserted = 0;
+    if (rc == SQLITE_OK)
+        duet_buf_grow(&out, sqlite3_value_bytes(uc->argv[1]) + p.t->names.n + 32);
     duet_buf_append(&out, "{\"row\":", 7);
     if (rc == SQLITE_OK) {
         update_set(&p, &row, a.nUpd, a.upd);
@@ -260,11 +277,12 @@ static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows,
 static int do_upsert_many(Call* k, void* arg) {
     FuncCall* uc = arg;
     Spec p = {0};
-    Args a = {0};
+    Args a;
+    args_init(&a);
     DuetJsonValue rows = {0};
     int rc = table_get(k, (const char*)sqlite3_value_text(uc->argv[0]), (Table**)&p.t);
     if (rc == SQLITE_OK)
-        rc = parse_arg(k, uc->argv[1], "rows", &rows);
+        rc = parse_arg(k, uc->argv[1], "rows", &rows, NULL, 0);
     /* Validated first, so that malformed JSON is reported before any row. */
     const char* why = NULL;
     if (rc == SQLITE_OK && rows.n < 0 && !json_valid(rows.z, &why))
@@ -305,7 +323,8 @@ static int upsert_elements(Call* k, Spec* p, Args* a, const DuetJsonValue* rows,
     duet_buf_char(&out, '[');
     for (int i = 1; rc == SQLITE_OK && duet_json_next(&it, NULL, &elem) == 1; i++) {
         int inserted = 0;
-        Row row = {0};
+        Row row;
+        row_init(&row);
         rc = read_object(k, p->t, &elem, "row", &row);
         if (rc == SQLITE_OK && row.n == 0)
             rc = fail(k, SQLITE_ERROR, "row must give at least one column");

@@ -464,7 +464,22 @@ static void test_upsert_and_get_or_create(void** state) {
     assert_int_equal(sqlite3_step(s), SQLITE_ROW);
     assert_string_equal((const char*)sqlite3_column_text(s, 0),
                         "{\"row\":{\"id\":20,\"v\":\"it's bound\"},\"inserted\":true}");
+    /* Bound with a length that ends before the buffer's NUL: only those
+    ** bytes are the row (duet copies them to read them). */
+    static const char cut[] = "{\"id\": 23, \"v\": \"cut\"}, \"not\": \"the row\"}";
+    sqlite3_reset(s);
+    sqlite3_bind_text(s, 1, cut, (int)(strchr(cut, '}') - cut) + 1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char*)sqlite3_column_text(s, 0),
+                        "{\"row\":{\"id\":23,\"v\":\"cut\"},\"inserted\":true}");
+    /* UTF-16 text is read as the UTF-8 SQLite makes of it. */
+    sqlite3_reset(s);
+    sqlite3_bind_text16(s, 1, u"{\"id\": 24, \"v\": \"\u00e9\"}", -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+    assert_string_equal((const char*)sqlite3_column_text(s, 0),
+                        "{\"row\":{\"id\":24,\"v\":\"\xc3\xa9\"},\"inserted\":true}");
     sqlite3_finalize(s);
+    exec_ok(a, "DELETE FROM t WHERE id IN (23, 24)");
     /* The other connection finds the row rather than creating it. */
     exec_ok(a, "CREATE UNIQUE INDEX t_v ON t(v)");
     assert_string_equal(text_of(b, "SELECT duet_get_or_create('t', '{\"v\": \"new\"}')"),
