@@ -55,6 +55,7 @@
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/numeric.h"
 #include "utils/resowner.h"
 #include "utils/syscache.h"
 
@@ -308,173 +309,299 @@ duet_explain_text(const char *query, bool analyze, ArrayType *paramvalues,
 	return rcv.buf.data;
 }
 
-/*
- * Reads the JSON text that EXPLAIN (FORMAT JSON) printed straight into a
- * jsonb value, or returns NULL when the text holds anything this reader
- * does not expect (the caller then uses jsonb_in, which always works).
+/* ----------------------------------------------------------------
+ * EXPLAIN's JSON text into jsonb
  *
- * EXPLAIN's JSON is well formed, so the reader only tracks where keys are
- * expected, and it hands pushJsonbValue() strings that point into the text
- * when they have no escapes: jsonb_in would copy every string twice through
- * its general-purpose lexer.  Numbers go through numeric_in as in jsonb_in,
- * and pushJsonbValue sorts keys as usual, so the result is the same jsonb.
- * This halves the cost of turning the plan into jsonb, which is a good part
- * of what duet.explain adds to EXPLAIN itself.
+ * The plan's text is read straight into a JsonbValue tree, which
+ * JsonbValueToJsonb() turns into the jsonb that jsonb_in would give:
+ * strings without escapes point into the text, keys are put in jsonb's
+ * order as they are read (EXPLAIN prints a dozen or so a node, never the
+ * same twice), and the figures EXPLAIN prints become numerics straight from
+ * their digits.  jsonb_in copies every string twice through a general
+ * lexer, pushJsonbValue() sorts keys with qsort and numeric_in is general
+ * too: together they cost about as much as printing the result, which
+ * matters on a cheap plan.  Anything the reader does not expect makes it
+ * give up, and the caller falls back on jsonb_in.
+ * ----------------------------------------------------------------
+ */
+
+/* deeper documents are left to jsonb_in, which checks the stack depth */
+#define DUET_JSON_MAX_DEPTH 64
+
+static bool duet_read_value(char **pp, int depth, JsonbValue *v);
+
+/* EXPLAIN indents its JSON with spaces; other blanks make the reader give up */
+static inline char *
+duet_skip_blanks(char *p)
+{
+	return p + strspn(p, " \n");
+}
+
+/*
+ * A string, *pp at its opening quote.  Escapes other than \uXXXX are
+ * undone into a copy; \uXXXX is left to jsonb_in.
+ */
+static bool
+duet_read_string(char **pp, JsonbValue *v)
+{
+	char	   *start = *pp + 1;
+	char	   *p = start;
+	char	   *out;
+
+	while (*p != '"' && *p != '\\' && *p != '\0')
+		p++;
+	v->type = jbvString;
+	v->val.string.val = start;
+	if (*p == '"')
+	{
+		v->val.string.len = p - start;
+		*pp = p + 1;
+		return true;
+	}
+
+	out = palloc(strlen(start) + 1);
+	memcpy(out, start, p - start);
+	v->val.string.val = out;
+	out += p - start;
+	while (*p != '"')
+	{
+		if (*p == '\0')
+			return false;
+		if (*p != '\\')
+		{
+			*out++ = *p++;
+			continue;
+		}
+		switch (*++p)
+		{
+			case '"':
+			case '\\':
+			case '/':
+				*out++ = *p;
+				break;
+			case 'b':
+				*out++ = '\b';
+				break;
+			case 'f':
+				*out++ = '\f';
+				break;
+			case 'n':
+				*out++ = '\n';
+				break;
+			case 'r':
+				*out++ = '\r';
+				break;
+			case 't':
+				*out++ = '\t';
+				break;
+			default:
+				return false;
+		}
+		p++;
+	}
+	v->val.string.len = out - v->val.string.val;
+	*pp = p + 1;
+	return true;
+}
+
+/*
+ * A number.  EXPLAIN prints integers and fixed-point figures ("12.50"); up
+ * to 18 digits, int64_div_fast_to_numeric() makes the same numeric (value
+ * and display scale) as numeric_in, at a fraction of its cost.  Anything
+ * else goes through numeric_in, as in jsonb_in.
+ */
+static bool
+duet_read_number(char **pp, JsonbValue *v)
+{
+	char	   *start = *pp;
+	char	   *p = start;
+	int64		val = 0;
+	int			digits = 0;
+	int			scale = -1;		/* digits after the point, -1 without one */
+
+	if (*p == '-')
+		p++;
+	for (;; p++)
+	{
+		if (*p >= '0' && *p <= '9')
+		{
+			if (++digits <= 18)
+				val = val * 10 + (*p - '0');
+			if (scale >= 0)
+				scale++;
+		}
+		else if (*p == '.' && scale < 0 && digits > 0)
+			scale = 0;
+		else
+			break;
+	}
+	if (digits == 0 || scale == 0)
+		return false;
+
+	v->type = jbvNumeric;
+	if (digits <= 18 && *p != 'e' && *p != 'E')
+		v->val.numeric = int64_div_fast_to_numeric(*start == '-' ? -val : val,
+												   Max(scale, 0));
+	else
+	{
+		char		save;
+
+		while (*p == 'e' || *p == 'E' || *p == '+' || *p == '-' ||
+			   (*p >= '0' && *p <= '9'))
+			p++;
+		save = *p;
+		*p = '\0';
+		v->val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
+															 CStringGetDatum(start),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)));
+		*p = save;
+	}
+	*pp = p;
+	return true;
+}
+
+/* jsonb's order of keys: shorter first, then bytewise */
+static inline int
+duet_key_cmp(const JsonbValue *a, const JsonbValue *b)
+{
+	if (a->val.string.len != b->val.string.len)
+		return a->val.string.len < b->val.string.len ? -1 : 1;
+	return memcmp(a->val.string.val, b->val.string.val, a->val.string.len);
+}
+
+/*
+ * An array, or an object whose pairs are kept in jsonb's order of keys by
+ * inserting each where it belongs.  A key seen twice makes the reader give
+ * up: jsonb_in knows which one wins.
+ */
+static bool
+duet_read_container(char **pp, int depth, JsonbValue *v)
+{
+	bool		object = (**pp == '{');
+	char		close = object ? '}' : ']';
+	char	   *p = duet_skip_blanks(*pp + 1);
+	int			size = 16;
+	int			n = 0;
+	JsonbValue *elems = NULL;
+	JsonbPair  *pairs = NULL;
+
+	if (depth >= DUET_JSON_MAX_DEPTH)
+		return false;
+	if (object)
+		pairs = palloc(size * sizeof(JsonbPair));
+	else
+		elems = palloc(size * sizeof(JsonbValue));
+
+	while (*p != close)
+	{
+		if (n > 0)
+		{
+			if (*p != ',')
+				return false;
+			p = duet_skip_blanks(p + 1);
+		}
+		if (n == size)
+		{
+			size *= 2;
+			if (object)
+				pairs = repalloc(pairs, size * sizeof(JsonbPair));
+			else
+				elems = repalloc(elems, size * sizeof(JsonbValue));
+		}
+		if (object)
+		{
+			JsonbValue	key;
+			int			i = n;
+			int			cmp = 1;
+
+			if (*p != '"' || !duet_read_string(&p, &key))
+				return false;
+			p = duet_skip_blanks(p);
+			if (*p != ':')
+				return false;
+			p = duet_skip_blanks(p + 1);
+
+			while (i > 0 && (cmp = duet_key_cmp(&pairs[i - 1].key, &key)) > 0)
+				i--;
+			if (cmp == 0)
+				return false;
+			memmove(&pairs[i + 1], &pairs[i], (n - i) * sizeof(JsonbPair));
+			pairs[i].key = key;
+			pairs[i].order = n;
+			if (!duet_read_value(&p, depth + 1, &pairs[i].value))
+				return false;
+		}
+		else if (!duet_read_value(&p, depth + 1, &elems[n]))
+			return false;
+		n++;
+		p = duet_skip_blanks(p);
+	}
+	*pp = p + 1;
+
+	if (object)
+	{
+		v->type = jbvObject;
+		v->val.object.nPairs = n;
+		v->val.object.pairs = pairs;
+	}
+	else
+	{
+		v->type = jbvArray;
+		v->val.array.nElems = n;
+		v->val.array.elems = elems;
+		v->val.array.rawScalar = false;
+	}
+	return true;
+}
+
+/* Any JSON value, *pp at its first character. */
+static bool
+duet_read_value(char **pp, int depth, JsonbValue *v)
+{
+	char	   *p = *pp;
+
+	switch (*p)
+	{
+		case '{':
+		case '[':
+			return duet_read_container(pp, depth, v);
+		case '"':
+			return duet_read_string(pp, v);
+		case 't':
+		case 'f':
+			v->type = jbvBool;
+			v->val.boolean = (*p == 't');
+			if (strncmp(p, v->val.boolean ? "true" : "false", v->val.boolean ? 4 : 5) != 0)
+				return false;
+			*pp = p + (v->val.boolean ? 4 : 5);
+			return true;
+		case 'n':
+			v->type = jbvNull;
+			if (strncmp(p, "null", 4) != 0)
+				return false;
+			*pp = p + 4;
+			return true;
+		default:
+			return duet_read_number(pp, v);
+	}
+}
+
+/*
+ * The jsonb of the text EXPLAIN (FORMAT JSON) printed, or NULL when the
+ * reader gives up.
  */
 static Jsonb *
 duet_plan_to_jsonb(char *text)
 {
-	JsonbParseState *state = NULL;
-	JsonbValue *result = NULL;
-	bool		in_object[64];	/* innermost container, by depth */
-	bool		want_key = false;
-	int			depth = 0;
-	char	   *p = text;
+	char	   *p = duet_skip_blanks(text);
+	JsonbValue	v;
 
-	for (;;)
-	{
-		JsonbValue	v;
-		JsonbIteratorToken tok;
-
-		while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' ||
-			   *p == ',' || *p == ':')
-			p++;
-		if (*p == '\0')
-			break;
-
-		if (*p == '{' || *p == '[')
-		{
-			if (depth >= (int) lengthof(in_object) || (want_key && depth > 0))
-				return NULL;
-			in_object[depth++] = (*p == '{');
-			(void) pushJsonbValue(&state, *p == '{' ? WJB_BEGIN_OBJECT : WJB_BEGIN_ARRAY, NULL);
-			want_key = (*p == '{');
-			p++;
-			continue;
-		}
-		if (*p == '}' || *p == ']')
-		{
-			if (depth == 0 || in_object[depth - 1] != (*p == '}'))
-				return NULL;
-			result = pushJsonbValue(&state, *p == '}' ? WJB_END_OBJECT : WJB_END_ARRAY, NULL);
-			depth--;
-			want_key = depth > 0 && in_object[depth - 1];
-			p++;
-			continue;
-		}
-		if (depth == 0)
-			return NULL;		/* a scalar at the top: not from EXPLAIN */
-
-		if (*p == '"')
-		{
-			char	   *start = ++p;
-			char	   *out;
-
-			while (*p != '"' && *p != '\\' && *p != '\0')
-				p++;
-			if (*p == '\0')
-				return NULL;
-			if (*p == '"')
-			{
-				/* no escapes: point into the text */
-				v.val.string.val = start;
-				v.val.string.len = p - start;
-			}
-			else
-			{
-				out = palloc(strlen(start) + 1);
-				memcpy(out, start, p - start);
-				v.val.string.val = out;
-				out += p - start;
-				while (*p != '"')
-				{
-					if (*p == '\0')
-						return NULL;
-					if (*p != '\\')
-					{
-						*out++ = *p++;
-						continue;
-					}
-					p++;
-					switch (*p)
-					{
-						case '"':
-						case '\\':
-						case '/':
-							*out++ = *p;
-							break;
-						case 'b':
-							*out++ = '\b';
-							break;
-						case 'f':
-							*out++ = '\f';
-							break;
-						case 'n':
-							*out++ = '\n';
-							break;
-						case 'r':
-							*out++ = '\r';
-							break;
-						case 't':
-							*out++ = '\t';
-							break;
-						default:
-							/* \uXXXX and anything else: leave it to jsonb_in */
-							return NULL;
-					}
-					p++;
-				}
-				v.val.string.len = out - v.val.string.val;
-			}
-			p++;				/* the closing quote */
-			v.type = jbvString;
-			tok = want_key ? WJB_KEY : (in_object[depth - 1] ? WJB_VALUE : WJB_ELEM);
-			if (in_object[depth - 1])
-				want_key = !want_key;
-			(void) pushJsonbValue(&state, tok, &v);
-			continue;
-		}
-
-		if (want_key)
-			return NULL;
-		if (strncmp(p, "true", 4) == 0 || strncmp(p, "false", 5) == 0)
-		{
-			v.type = jbvBool;
-			v.val.boolean = (*p == 't');
-			p += v.val.boolean ? 4 : 5;
-		}
-		else if (strncmp(p, "null", 4) == 0)
-		{
-			v.type = jbvNull;
-			p += 4;
-		}
-		else if (*p == '-' || (*p >= '0' && *p <= '9'))
-		{
-			char	   *start = p;
-			char		save;
-
-			while (*p == '-' || *p == '+' || *p == '.' || *p == 'e' ||
-				   *p == 'E' || (*p >= '0' && *p <= '9'))
-				p++;
-			save = *p;
-			*p = '\0';
-			v.type = jbvNumeric;
-			v.val.numeric = DatumGetNumeric(DirectFunctionCall3(numeric_in,
-																CStringGetDatum(start),
-																ObjectIdGetDatum(InvalidOid),
-																Int32GetDatum(-1)));
-			*p = save;
-		}
-		else
-			return NULL;
-		tok = in_object[depth - 1] ? WJB_VALUE : WJB_ELEM;
-		if (in_object[depth - 1])
-			want_key = true;
-		(void) pushJsonbValue(&state, tok, &v);
-	}
-	if (depth != 0 || result == NULL)
+	if ((*p != '[' && *p != '{') || !duet_read_container(&p, 0, &v))
 		return NULL;
-	return JsonbValueToJsonb(result);
+	if (*duet_skip_blanks(p) != '\0')
+		return NULL;
+	return JsonbValueToJsonb(&v);
 }
 
 /*

@@ -52,6 +52,12 @@ BEGIN
     END LOOP;
 END $$;
 
+-- a node of 17 keys or more (jsonb keeps an offset every 32 entries): the
+-- jsonb read from EXPLAIN's text must equal what jsonb_in builds from it
+SELECT p = p::text::jsonb AS reads_back, p->0->'Plan'->>'Node Type' AS node,
+       (SELECT count(*) FROM jsonb_object_keys(p->0->'Plan')) >= 17 AS many_keys
+  FROM duet.explain('SELECT * FROM orders WHERE id > 990 AND customer > 0', true) p;
+
 -- parameters: types come from the query, values are bound
 SELECT p->0->'Plan'->>'Node Type' AS node, (p->0->'Plan'->>'Actual Rows')::int AS actual_rows
   FROM duet.explain('SELECT * FROM orders WHERE id = $1', true, '{42}') p;
