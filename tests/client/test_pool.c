@@ -447,6 +447,21 @@ static int64_t stop_backend(duet_db *db) {
     return pid;
 }
 
+/*
+ * Stops the backend of the connection pinned to this thread, waits
+ * settle_ms, and runs a's call on that connection in another thread (see
+ * call_while_stopped).  Returns the backend's pid.
+ */
+static int64_t call_on_stopped_backend(duet_db *db, stopped_call *a, double settle_ms,
+                                       double limit_ms) {
+    int64_t pid = test_int(db, "SELECT pg_backend_pid()");
+    assert_duet_ok(duet_detach(db, &a->conn)); /* before the stop: a failure must not leave it */
+    assert_int_equal(kill((pid_t)pid, SIGSTOP), 0);
+    if (settle_ms > 0) test_sleep_ms(settle_ms);
+    call_while_stopped(a, pid, limit_ms);
+    return pid;
+}
+
 /* A dirty connection returned to the pool is rolled back, but never waits forever for it. */
 static void test_stopped_backend_rollback_on_return(void **state) {
     (void)state;
@@ -455,10 +470,8 @@ static void test_stopped_backend_rollback_on_return(void **state) {
     assert_duet_ok(duet_open(url, &db));
     assert_duet_ok(duet_acquire(db));
     test_exec(db, "BEGIN");
-    int64_t pid = stop_backend(db);
     stopped_call a = {.db = db, .what = 0};
-    assert_duet_ok(duet_detach(db, &a.conn));
-    call_while_stopped(&a, pid, 15000);
+    call_on_stopped_backend(db, &a, 0, 15000);
     if (a.st != DUET_OK) fail_msg("release: %s: %s", duet_status_name(a.st), a.err); /* the caller's release is not an error: the pool dealt with it */
     duet_pool_stats s;
     duet_pool_stats_get(db, &s);
@@ -477,11 +490,9 @@ static void test_stopped_backend_reaper(void **state) {
     duet_db *db;
     assert_duet_ok(duet_open(url, &db));
     assert_duet_ok(duet_begin(db));
-    int64_t pid = stop_backend(db);
-    test_sleep_ms(1000); /* the reaper finds the transaction and tries to roll it back */
     stopped_call a = {.db = db, .what = 1};
-    assert_duet_ok(duet_detach(db, &a.conn));
-    call_while_stopped(&a, pid, 15000);
+    /* meanwhile the reaper finds the transaction and tries to roll it back */
+    call_on_stopped_backend(db, &a, 1000, 15000);
     if (a.st != DUET_ERR_EXPIRED) fail_msg("commit: %s: %s", duet_status_name(a.st), a.err);
     assert_int_equal(test_int(db, "SELECT 1"), 1); /* the pool and its thread still work */
     duet_pool_stats s;
@@ -499,10 +510,8 @@ static void test_stopped_backend_close(void **state) {
     assert_duet_ok(duet_open(url, &db));
     assert_duet_ok(duet_begin(db));
     test_exec(db, "CREATE TABLE pool_close_rolled_back (x int)");
-    int64_t pid = stop_backend(db);
     stopped_call a = {.db = db, .what = 5};
-    assert_duet_ok(duet_detach(db, &a.conn));
-    call_while_stopped(&a, pid, 5000);
+    int64_t pid = call_on_stopped_backend(db, &a, 0, 5000);
     /* the server rolled the transaction back when its connection went away */
     assert_duet_ok(duet_open(url, &db));
     char gone_sql[128];
