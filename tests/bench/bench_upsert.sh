@@ -5,8 +5,10 @@
 #
 #   tests/bench/run.sh runs it against a throwaway cluster (PGHOST, PGPORT
 #   and PGUSER exported).  BENCH_SECONDS sets each pgbench run (default 2),
-#   BENCH_ROUNDS how often the contenders alternate (default 3; the best
-#   round of each counts, which filters out other load on the machine),
+#   BENCH_ROUNDS how often the contenders alternate (default 5; the best
+#   round of each counts, which filters out other load on the machine and
+#   the luck of where each new connection's backend is scheduled, which on
+#   a 2-core VM moves a single client's figures by 20% and more),
 #   BENCH_ROWS the size of the bulk upsert (default 100000).
 #
 # Goals (issue 5): single-row upsert >= 0.8 of a prepared INSERT ... ON
@@ -16,7 +18,7 @@
 set -euo pipefail
 PGBENCH=/usr/lib/postgresql/15/bin/pgbench
 SECONDS_EACH=${BENCH_SECONDS:-2}
-ROUNDS=${BENCH_ROUNDS:-3}
+ROUNDS=${BENCH_ROUNDS:-5}
 ROWS=${BENCH_ROWS:-100000}
 DB=duet_bench_upsert
 WORK=$(mktemp -d /tmp/duetbench.XXXXXX)
