@@ -16,11 +16,13 @@
  * round trips instead of 100,000.  Errors carry the server's message,
  * SQLSTATE, detail and hint.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sys/socket.h>
 
@@ -65,6 +67,15 @@ typedef struct pg_cancel_key {
     PGcancel *cancel;
     atomic_int refs;
 } pg_cancel_key;
+
+/* One cancel request being sent: shared by its thread and the caller waiting for it. */
+typedef struct pg_cancel_call {
+    pg_cancel_key *key;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool sent; /* (mu) PQcancel returned */
+    atomic_int refs;
+} pg_cancel_call;
 
 typedef struct pg_conn {
     PGconn *conn;
@@ -217,28 +228,77 @@ static void cancel_now(pg_cancel_key *k) {
     if (k && k->cancel) PQcancel(k->cancel, errbuf, sizeof errbuf);
 }
 
+static void cancel_call_unref(pg_cancel_call *call) {
+    if (atomic_fetch_sub(&call->refs, 1) != 1) return;
+    cancel_key_unref(call->key);
+    pthread_cond_destroy(&call->cv);
+    pthread_mutex_destroy(&call->mu);
+    free(call);
+}
+
 static void *cancel_main(void *arg) {
-    cancel_now(arg);
-    cancel_key_unref(arg);
+    pg_cancel_call *call = arg;
+    cancel_now(call->key);
+    pthread_mutex_lock(&call->mu);
+    call->sent = true;
+    pthread_cond_signal(&call->cv);
+    pthread_mutex_unlock(&call->mu);
+    cancel_call_unref(call);
     return NULL;
 }
 
+static pg_cancel_call *cancel_call_new(pg_cancel_key *key) {
+    pg_cancel_call *call = calloc(1, sizeof *call);
+    if (!call) return NULL;
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&call->cv, &attr);
+    pthread_condattr_destroy(&attr);
+    pthread_mutex_init(&call->mu, NULL);
+    call->key = key;
+    atomic_fetch_add(&key->refs, 1);
+    atomic_init(&call->refs, 1);
+    return call;
+}
+
+/* Waits up to wait_ms for call's request to be sent. */
+static bool cancel_call_wait(pg_cancel_call *call, double wait_ms) {
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    long long ns = (long long)until.tv_nsec + (long long)(wait_ms * 1e6);
+    until.tv_sec += (time_t)(ns / 1000000000);
+    until.tv_nsec = (long)(ns % 1000000000);
+    pthread_mutex_lock(&call->mu);
+    while (!call->sent && pthread_cond_timedwait(&call->cv, &call->mu, &until) != ETIMEDOUT)
+        continue;
+    bool sent = call->sent;
+    pthread_mutex_unlock(&call->mu);
+    return sent;
+}
+
 /*
- * Asks the server to stop the running statement, and returns at once (see
- * pg_cancel_key).  The pool always pairs an interrupt with a deadline after
- * which it cuts the connection off, so a cancel that never arrives, or is
- * never sent for want of a thread, costs time but cannot hang anyone.
+ * Asks the server to stop the running statement and waits up to wait_ms
+ * for the request to be delivered, sending it from a thread of its own
+ * (see pg_cancel_key).  False when it is not delivered in time, or no
+ * thread could send it: the caller must then cut the connection off, for
+ * a request that arrives late cancels whatever statement runs then.
  */
-static void pg_interrupt(void *raw) {
+static bool pg_interrupt(void *raw, double wait_ms) {
     pg_conn *pc = raw;
-    if (!pc || !pc->cancel) return;
+    pg_cancel_call *call = pc && pc->cancel ? cancel_call_new(pc->cancel) : NULL;
+    if (!call) return false;
     pthread_attr_t attr;
     pthread_t th;
-    atomic_fetch_add(&pc->cancel->refs, 1);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    if (pthread_create(&th, &attr, cancel_main, pc->cancel) != 0) cancel_key_unref(pc->cancel);
+    atomic_fetch_add(&call->refs, 1); /* the thread's */
+    bool started = pthread_create(&th, &attr, cancel_main, call) == 0;
     pthread_attr_destroy(&attr);
+    if (!started) atomic_fetch_sub(&call->refs, 1);
+    bool sent = started && cancel_call_wait(call, wait_ms);
+    cancel_call_unref(call);
+    return sent;
 }
 
 /*

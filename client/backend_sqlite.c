@@ -120,7 +120,15 @@ static duet_status sq_connect(const duet_config *cfg, void **raw) {
     return DUET_OK;
 }
 
-static void sq_disconnect(void *raw) { sqlite3_close_v2(raw); }
+/*
+ * An open transaction is rolled back first: sqlite3_close_v2 leaves a
+ * connection with a statement still unfinalized (a leaked iterator) open
+ * as a zombie, and the zombie would keep its transaction and its locks.
+ */
+static void sq_disconnect(void *raw) {
+    if (raw && !sqlite3_get_autocommit(raw)) sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close_v2(raw);
+}
 
 static duet_txn_state sq_txn_state(void *raw) {
     if (!raw) return DUET_TXN_BROKEN;
@@ -129,6 +137,13 @@ static duet_txn_state sq_txn_state(void *raw) {
 
 static void sq_interrupt(void *raw) {
     if (raw) sqlite3_interrupt(raw);
+}
+
+/* sqlite3_interrupt takes effect at once and never outlasts the statements it interrupts. */
+static bool sq_interrupt_op(void *raw, double wait_ms) {
+    (void)wait_ms;
+    sq_interrupt(raw);
+    return true;
 }
 
 /* Runs every statement of sql, discarding rows; prepare errors are "syntax". */
@@ -391,7 +406,7 @@ const duet_backend_ops duet__sqlite_ops = {
     .ping = sq_ping,
     .txn_state = sq_txn_state,
     .exec_simple = sq_exec_simple,
-    .interrupt = sq_interrupt,
+    .interrupt = sq_interrupt_op,
     .abort = sq_interrupt, /* no socket: an interrupt always returns at once */
     .query = sq_query,
     .query_many = sq_query_many,

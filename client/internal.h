@@ -251,8 +251,13 @@ struct duet_backend_ops {
     /* Runs SQL text without parameters or rows: BEGIN, SAVEPOINT s1, ROLLBACK... */
     duet_status (*exec_simple)(void *raw, const char *sql);
 
-    /* Interrupts the running statement; safe to call from another thread. */
-    void (*interrupt)(void *raw);
+    /*
+     * Interrupts the running statement; safe to call from another thread.
+     * False when the request may still arrive later than wait_ms (a server
+     * that cannot be reached): the caller must then abort the connection,
+     * or the late request would interrupt whatever statement runs then.
+     */
+    bool (*interrupt)(void *raw, double wait_ms);
 
     /*
      * Makes a call blocked on the connection return now, from another

@@ -680,15 +680,13 @@ static double maint_tick(const duet_db *db) {
  * Interrupts what runs on c without holding the mutex (PQcancel opens a
  * connection of its own, which can take long), or with hard, cuts c off
  * (the backend's abort op).  The reaping flag keeps c alive meanwhile: its owner
- * waits for it before touching c again.
+ * waits for it before touching c again, so it cannot start another statement
+ * before the interrupt has arrived; one that cannot arrive in time cuts c off.
  */
 static void interrupt_unlocked(duet_db *db, duet_conn *c, bool hard) { /* (mu), released meanwhile */
     c->pool_state->reaping = true;
     unlock(db);
-    if (hard)
-        db->ops->abort(c->raw);
-    else
-        db->ops->interrupt(c->raw);
+    if (hard || !db->ops->interrupt(c->raw, RETURN_ROLLBACK_MS)) db->ops->abort(c->raw);
     lock(db);
     c->pool_state->reaping = false;
     pthread_cond_broadcast(&db->call_cv);

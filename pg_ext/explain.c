@@ -346,6 +346,7 @@ duet_read_string(char **pp, JsonbValue *v)
 {
 	char	   *start = *pp + 1;
 	char	   *p = start;
+	char	   *end;
 	char	   *out;
 
 	while (*p != '"' && *p != '\\' && *p != '\0')
@@ -359,7 +360,13 @@ duet_read_string(char **pp, JsonbValue *v)
 		return true;
 	}
 
-	out = palloc(strlen(start) + 1);
+	/* the unescaped text is no longer than the escaped one up to the quote */
+	for (end = p; *end != '"'; end++)
+	{
+		if (*end == '\0' || (*end == '\\' && *++end == '\0'))
+			return false;
+	}
+	out = palloc(end - start + 1);
 	memcpy(out, start, p - start);
 	v->val.string.val = out;
 	out += p - start;

@@ -502,6 +502,33 @@ static void test_stopped_backend_reaper(void **state) {
     free(url);
 }
 
+/*
+ * transaction_timeout interrupts a statement of an expired transaction.  The
+ * cancel request must have reached the server before the connection runs
+ * anything else, or it cancels a later statement, maybe another caller's.
+ */
+static void test_expiry_cancel_never_lands_late(void **state) {
+    (void)state;
+    char *url = test_pg_url_with("max_connections=1&min_connections=0&transaction_timeout=40ms"
+                                 "&transaction_cleanup_interval=5ms");
+    duet_db *db;
+    assert_duet_ok(duet_open(url, &db));
+    int expired = 0;
+    for (int i = 0; i < 60; i++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SELECT pg_sleep(%.3f)", 0.030 + (i % 20) / 1000.0);
+        assert_duet_ok(duet_begin(db));
+        if (duet_execute(db, sql, NULL, NULL, NULL) != DUET_OK) expired++;
+        duet_rollback(db);
+        if (duet_execute(db, "SELECT pg_sleep(0.02)", NULL, NULL, NULL) != DUET_OK)
+            fail_msg("round %d: a statement after the expired transaction failed: [%s] %s", i,
+                     duet_errsqlstate(), duet_errmsg());
+    }
+    assert_true(expired > 0); /* the reaper did interrupt running statements */
+    duet_close(db);
+    free(url);
+}
+
 /* Closing the pool with a transaction open on a stopped backend: closing the connection ends it. */
 static void test_stopped_backend_close(void **state) {
     (void)state;
@@ -777,6 +804,7 @@ int main(void) {
         cmocka_unit_test(test_stopped_backend_force_rollback_off),
         cmocka_unit_test(test_stopped_postmaster_interrupt),
         cmocka_unit_test(test_stopped_backend_close),
+        cmocka_unit_test(test_expiry_cancel_never_lands_late),
         cmocka_unit_test(test_leak_warning),
         cmocka_unit_test(test_detach_attach),
         cmocka_unit_test(test_ping_and_names),
