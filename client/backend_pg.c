@@ -22,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <sys/socket.h>
 
@@ -250,11 +249,7 @@ static void *cancel_main(void *arg) {
 static pg_cancel_call *cancel_call_new(pg_cancel_key *key) {
     pg_cancel_call *call = calloc(1, sizeof *call);
     if (!call) return NULL;
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&call->cv, &attr);
-    pthread_condattr_destroy(&attr);
+    duet__cond_init_monotonic(&call->cv);
     pthread_mutex_init(&call->mu, NULL);
     call->key = key;
     atomic_fetch_add(&key->refs, 1);
@@ -264,11 +259,7 @@ static pg_cancel_call *cancel_call_new(pg_cancel_key *key) {
 
 /* Waits up to wait_ms for call's request to be sent. */
 static bool cancel_call_wait(pg_cancel_call *call, double wait_ms) {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
-    long long ns = (long long)until.tv_nsec + (long long)(wait_ms * 1e6);
-    until.tv_sec += (time_t)(ns / 1000000000);
-    until.tv_nsec = (long)(ns % 1000000000);
+    struct timespec until = duet__abs_time(duet__now_ms() + wait_ms);
     pthread_mutex_lock(&call->mu);
     while (!call->sent && pthread_cond_timedwait(&call->cv, &call->mu, &until) != ETIMEDOUT)
         continue;

@@ -17,6 +17,9 @@
 #ifndef DUET_INTERNAL_H
 #define DUET_INTERNAL_H
 
+#include <pthread.h>
+#include <time.h>
+
 #include "duet.h"
 
 /* ------------------------------------------------------------------ */
@@ -44,6 +47,10 @@ void duet__log(duet_log_level level, const char *name, const char *fmt, ...) DUE
 
 /* Monotonic clock in milliseconds. */
 double duet__now_ms(void);
+/* A duet__now_ms instant as the deadline of a timed wait on a duet__cond_init_monotonic
+ * condition variable (the waits use the monotonic clock too). */
+struct timespec duet__abs_time(double at_ms);
+int duet__cond_init_monotonic(pthread_cond_t *cv);
 
 /* ------------------------------------------------------------------ */
 /* Configuration (config.c, url.c)                                    */

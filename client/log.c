@@ -4,6 +4,7 @@
  * The callback is read without a lock on the hot path: it is set once at
  * start-up in practice, and an atomic pointer keeps a concurrent change safe.
  */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,4 +55,23 @@ double duet__now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+struct timespec duet__abs_time(double at_ms) {
+    struct timespec ts;
+    if (at_ms < 0) at_ms = 0;
+    ts.tv_sec = (time_t)(at_ms / 1000.0);
+    ts.tv_nsec = (long)((at_ms - (double)ts.tv_sec * 1000.0) * 1e6);
+    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+    if (ts.tv_nsec < 0) ts.tv_nsec = 0;
+    return ts;
+}
+
+int duet__cond_init_monotonic(pthread_cond_t *cv) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
 }

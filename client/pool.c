@@ -138,26 +138,6 @@ static void watch_end(duet_db *db, duet_conn *c) { /* (mu) */
     while (c->pool_state->reaping) pthread_cond_wait(&db->call_cv, &db->mu);
 }
 
-static struct timespec abs_time(double at_ms) {
-    struct timespec ts;
-    if (at_ms < 0) at_ms = 0;
-    ts.tv_sec = (time_t)(at_ms / 1000.0);
-    ts.tv_nsec = (long)((at_ms - (double)ts.tv_sec * 1000.0) * 1e6);
-    if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-    if (ts.tv_nsec < 0) ts.tv_nsec = 0;
-    return ts;
-}
-
-/* Condition variables wait on the monotonic clock, the one duet__now_ms reads. */
-static int cond_init_monotonic(pthread_cond_t *cv) {
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    int rc = pthread_cond_init(cv, &attr);
-    pthread_condattr_destroy(&attr);
-    return rc;
-}
-
 static double rand_unit(duet_db *db) { /* (mu) xorshift64 */
     uint64_t x = db->rng;
     x ^= x << 13;
@@ -456,7 +436,7 @@ static duet_status acquire_error(duet_db *db, double waited_ms, bool own_failed)
 static void wait_turn(duet_db *db, double until_ms, duet_conn **conn, bool *slot) { /* (mu) */
     duet_waiter w;
     memset(&w, 0, sizeof w);
-    if (cond_init_monotonic(&w.cv) != 0) return;
+    if (duet__cond_init_monotonic(&w.cv) != 0) return;
     /* w lives on this stack only while queued: it is unlinked before returning */
     if (db->wait_tail)
         db->wait_tail->next = &w;
@@ -464,7 +444,7 @@ static void wait_turn(duet_db *db, double until_ms, duet_conn **conn, bool *slot
         db->wait_head = &w; /* cppcheck-suppress autoVariables */
     db->wait_tail = &w;     /* cppcheck-suppress autoVariables */
     db->waiting++;
-    struct timespec ts = abs_time(until_ms);
+    struct timespec ts = duet__abs_time(until_ms);
     while (!w.conn && !w.slot && !db->closing) {
         if (pthread_cond_timedwait(&w.cv, &db->mu, &ts) == ETIMEDOUT) break;
     }
@@ -725,7 +705,7 @@ static void reap_rollback(duet_db *db, duet_conn *c) { /* (mu), released meanwhi
         pthread_cond_broadcast(&db->call_cv);
         return;
     }
-    struct timespec until = abs_time(duet__now_ms() + RETURN_ROLLBACK_MS);
+    struct timespec until = duet__abs_time(duet__now_ms() + RETURN_ROLLBACK_MS);
     while (!job.done) {
         if (pthread_cond_timedwait(&db->maint_cv, &db->mu, &until) != ETIMEDOUT) continue;
         duet__log(DUET_LOG_WARNING, db->name, "rollback of an expired transaction is hanging: "
@@ -866,7 +846,7 @@ static void *maint_main(void *arg) {
     lock(db);
     while (!db->closing) {
         double wake = duet__now_ms() + maint_tick(db), watch = next_watch(db);
-        struct timespec ts = abs_time(watch > 0 && watch < wake ? watch : wake);
+        struct timespec ts = duet__abs_time(watch > 0 && watch < wake ? watch : wake);
         pthread_cond_timedwait(&db->maint_cv, &db->mu, &ts);
         if (db->closing) break;
         double now = duet__now_ms();
@@ -942,7 +922,7 @@ static duet_db *db_alloc(const char *name, const duet_config *cfg) {
         return NULL;
     }
     pthread_cond_init(&db->call_cv, NULL);
-    cond_init_monotonic(&db->maint_cv);
+    duet__cond_init_monotonic(&db->maint_cv);
     db->id = atomic_fetch_add(&next_db_id, 1);
     db->rng = (db->id * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(duet__now_ms() * 1000.0) ^
               (uint64_t)(uintptr_t)db;
