@@ -165,15 +165,17 @@ duet_build_upsert_sql(StringInfo sql, void *arg)
 	else
 	{
 		/*
-		 * The rows come back in the order of the arrays: the function scan
-		 * emits them in order and ModifyTable returns each as it goes.
+		 * The rows come back in the order of the arrays: unnest() in the
+		 * target list runs the arrays in step, row by row, and ModifyTable
+		 * returns each row as it goes.  (In FROM, ROWS FROM would first
+		 * store every row in a tuplestore, spilled to disk past work_mem.)
 		 */
 		appendStringInfoString(sql, ") SELECT ");
 		for (i = 0; i < spec->cols->n; i++)
 		{
 			DuetColumn *col = &rel->cols[spec->cols->att[i] - 1];
 
-			appendStringInfo(sql, "%su.c%d", i > 0 ? ", " : "", i + 1);
+			appendStringInfo(sql, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
 			/* qualified: the plan is parsed again under the next search_path */
 			if (col->as_text)
 				appendStringInfo(sql, "::%s",
@@ -181,13 +183,6 @@ duet_build_upsert_sql(StringInfo sql, void *arg)
 													  FORMAT_TYPE_TYPEMOD_GIVEN |
 													  FORMAT_TYPE_FORCE_QUALIFY));
 		}
-		appendStringInfoString(sql, " FROM ROWS FROM (");
-		for (i = 0; i < spec->cols->n; i++)
-			appendStringInfo(sql, "%spg_catalog.unnest($%d)", i > 0 ? ", " : "", i + 1);
-		appendStringInfoString(sql, ") AS u(");
-		for (i = 0; i < spec->cols->n; i++)
-			appendStringInfo(sql, "%sc%d", i > 0 ? ", " : "", i + 1);
-		appendStringInfoChar(sql, ')');
 	}
 
 	appendStringInfoString(sql, " ON CONFLICT (");

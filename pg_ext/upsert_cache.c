@@ -284,7 +284,6 @@ duet_build_rel(Oid relid)
 	{
 		Form_pg_attribute att = TupleDescAttr(desc, i);
 		DuetColumn *col = &rel->cols[i];
-		Oid			base;
 		Oid			func;
 		bool		isvarlena;
 
@@ -293,13 +292,12 @@ duet_build_rel(Oid relid)
 		if (col->dropped)
 			continue;
 		col->name = pstrdup(NameStr(att->attname));
+		col->namelen = strlen(col->name);
 		col->generated = att->attgenerated;
 		col->typid = att->atttypid;
 		col->typmod = att->atttypmod;
 		col->collation = att->attcollation;
-		base = getBaseType(att->atttypid);
-		col->is_json = (base == JSONOID || base == JSONBOID);
-		col->is_array = OidIsValid(get_element_type(base));
+		col->basetype = getBaseType(att->atttypid);
 		col->has_eq = OidIsValid(lookup_type_cache(att->atttypid,
 												   TYPECACHE_EQ_OPR)->eq_opr);
 		getTypeInputInfo(att->atttypid, &func, &col->ioparam);
@@ -316,7 +314,8 @@ duet_build_rel(Oid relid)
 		 * array type) travel as text[] and are cast back in SQL.
 		 */
 		col->arraytype = get_array_type(att->atttypid);
-		col->as_text = col->is_array || type_is_rowtype(base) ||
+		col->as_text = OidIsValid(get_element_type(col->basetype)) ||
+			type_is_rowtype(col->basetype) ||
 			!OidIsValid(col->arraytype);
 	}
 	duet_load_keys(rel, r);
@@ -387,7 +386,7 @@ duet_find_column(DuetRel *rel, const char *name, int len)
 	{
 		DuetColumn *col = &rel->cols[i];
 
-		if (!col->dropped && strlen(col->name) == len &&
+		if (!col->dropped && col->namelen == len &&
 			memcmp(col->name, name, len) == 0)
 			return col;
 	}

@@ -43,14 +43,14 @@ typedef enum DuetPlanKind
 typedef struct DuetColumn
 {
 	char	   *name;
+	int			namelen;
 	AttrNumber	attnum;
 	bool		dropped;
 	char		generated;		/* attgenerated */
 	Oid			typid;
 	int32		typmod;
 	Oid			collation;
-	bool		is_json;		/* json or jsonb, or a domain over them */
-	bool		is_array;		/* an array type or a domain over one */
+	Oid			basetype;		/* typid, or the type a domain is over */
 	bool		has_eq;			/* the type has a default equality operator */
 	FmgrInfo	input;			/* type input function */
 	Oid			ioparam;

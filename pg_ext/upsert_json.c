@@ -74,7 +74,7 @@ duet_jbv_typename(JsonbValue *v)
 	}
 }
 
-static char *duet_json_text(Oid typid, JsonbValue *v);
+static char *duet_json_text(Oid base, JsonbValue *v);
 
 /* Append s double-quoted, as array and record literals quote an element. */
 static void
@@ -94,10 +94,10 @@ duet_append_quoted(StringInfo buf, const char *s)
 
 /*
  * Append a JSON array as a PostgreSQL array literal ("{1,\"a b\",NULL}") of
- * elements of type elemtype.
+ * elements of type elembase (a base type: domains resolved).
  */
 static void
-duet_append_array_literal(StringInfo buf, JsonbContainer *arr, Oid elemtype)
+duet_append_array_literal(StringInfo buf, JsonbContainer *arr, Oid elembase)
 {
 	JsonbIterator *it = JsonbIteratorInit(arr);
 	JsonbValue	v;
@@ -115,11 +115,11 @@ duet_append_array_literal(StringInfo buf, JsonbContainer *arr, Oid elemtype)
 		if (v.type == jbvNull)
 			appendStringInfoString(buf, "NULL");
 		else if (v.type == jbvBinary && JsonContainerIsArray(v.val.binary.data))
-			duet_append_array_literal(buf, v.val.binary.data, elemtype);
+			duet_append_array_literal(buf, v.val.binary.data, elembase);
 		else
 		{
 			/* every element is quoted, so that no content is special */
-			duet_append_quoted(buf, duet_json_text(elemtype, &v));
+			duet_append_quoted(buf, duet_json_text(elembase, &v));
 		}
 	}
 	appendStringInfoChar(buf, '}');
@@ -151,23 +151,22 @@ duet_append_record_literal(StringInfo buf, Oid typid, JsonbContainer *obj)
 		v = getKeyJsonValueFromContainer(obj, NameStr(att->attname),
 										 strlen(NameStr(att->attname)), NULL);
 		if (v != NULL && v->type != jbvNull)
-			duet_append_quoted(buf, duet_json_text(att->atttypid, v));
+			duet_append_quoted(buf, duet_json_text(getBaseType(att->atttypid), v));
 	}
 	appendStringInfoChar(buf, ')');
 	ReleaseTupleDesc(desc);
 }
 
 /*
- * The text form of a JSON value for the input function of type typid: JSON
- * text for json and jsonb, a string's contents, a number's digits, an array
- * literal for a JSON array given to an array type, a record literal for a
- * JSON object given to a composite type (what to_jsonb makes of them).
+ * The text form of a JSON value for the input function of a type whose base
+ * type is base (the type itself unless it is a domain): JSON text for json
+ * and jsonb, a string's contents, a number's digits, an array literal for a
+ * JSON array given to an array type, a record literal for a JSON object
+ * given to a composite type (what to_jsonb makes of them).
  */
 static char *
-duet_json_text(Oid typid, JsonbValue *v)
+duet_json_text(Oid base, JsonbValue *v)
 {
-	Oid			base = OidIsValid(typid) ? getBaseType(typid) : InvalidOid;
-
 	if (base == JSONOID || base == JSONBOID)
 	{
 		if (v->type == jbvBinary)
@@ -194,7 +193,8 @@ duet_json_text(Oid typid, JsonbValue *v)
 				if (OidIsValid(elemtype) && JsonContainerIsArray(v->val.binary.data))
 				{
 					initStringInfo(&buf);
-					duet_append_array_literal(&buf, v->val.binary.data, elemtype);
+					duet_append_array_literal(&buf, v->val.binary.data,
+											  getBaseType(elemtype));
 					return buf.data;
 				}
 				if (type_is_rowtype(base) && JsonContainerIsObject(v->val.binary.data))
@@ -211,13 +211,6 @@ duet_json_text(Oid typid, JsonbValue *v)
 	return NULL;				/* keep compiler quiet */
 }
 
-/* The text form of a JSON value for the input function of col's type. */
-static char *
-duet_value_text(DuetColumn *col, JsonbValue *v)
-{
-	return duet_json_text(col->typid, v);
-}
-
 static Datum
 duet_convert(DuetConvert *cv, DuetColumn *col, JsonbValue *v, bool *isnull)
 {
@@ -227,7 +220,7 @@ duet_convert(DuetConvert *cv, DuetColumn *col, JsonbValue *v, bool *isnull)
 	{
 		*isnull = true;
 		/* domains may refuse nulls: let the input function decide */
-		if (getBaseType(col->typid) == col->typid)
+		if (col->basetype == col->typid)
 			return (Datum) 0;
 		cv->col = col;
 		d = InputFunctionCall(&col->input, NULL, col->ioparam, col->typmod);
@@ -235,9 +228,13 @@ duet_convert(DuetConvert *cv, DuetColumn *col, JsonbValue *v, bool *isnull)
 		return d;
 	}
 	*isnull = false;
+	/* a string for a text column is taken as it is: textin would copy it */
+	if (v->type == jbvString && col->typid == TEXTOID)
+		return PointerGetDatum(cstring_to_text_with_len(v->val.string.val,
+														v->val.string.len));
 	cv->col = col;
-	d = InputFunctionCall(&col->input, duet_value_text(col, v), col->ioparam,
-						  col->typmod);
+	d = InputFunctionCall(&col->input, duet_json_text(col->basetype, v),
+						  col->ioparam, col->typmod);
 	cv->col = NULL;
 	return d;
 }
