@@ -444,11 +444,15 @@ static duet_status cmd_ping(duet_db *db, const char *url) {
 /* plan and upsert                                                    */
 /* ------------------------------------------------------------------ */
 
-/* Whether the duet extension is there: installed (PostgreSQL) or loaded (SQLite). */
+/*
+ * Whether the duet extension is there: installed (PostgreSQL) or loaded (SQLite).
+ * to_regprocedure, not to_regproc: plan_nodes is overloaded, and to_regproc
+ * gives NULL for an ambiguous name.
+ */
 static duet_status has_extension(duet_db *db, bool *has) {
     const char *sql =
         duet_db_backend(db) == DUET_POSTGRESQL
-            ? "SELECT to_regproc('duet.plan_nodes') IS NOT NULL"
+            ? "SELECT to_regprocedure('duet.plan_nodes(jsonb)') IS NOT NULL"
             : "SELECT count(*) > 0 FROM pragma_function_list WHERE name = 'duet_upsert'";
     duet_result *r = NULL;
     duet_status st = duet_fetch_val(db, sql, NULL, 0, &r);
@@ -484,13 +488,13 @@ static duet_status fetch_prefixed(duet_db *db, const char *prefix, const char *s
     return st;
 }
 
-/* The statement and --analyze as $1, $2 (or ?). */
-static duet_status fetch_bound(duet_db *db, const char *query, const options *o, bool analyze,
-                               duet_result **out) {
+/* query with text as $1 (or ?), and *analyze as $2 when given. */
+static duet_status fetch_bound(duet_db *db, const char *query, const char *text,
+                               const bool *analyze, duet_result **out) {
     duet_params *p = duet_params_new();
     if (!p) return DUET_ERR_NO_MEMORY;
-    duet_status st = duet_bind_text(p, NULL, o->sql);
-    if (st == DUET_OK && analyze) st = duet_bind_bool(p, NULL, o->analyze);
+    duet_status st = duet_bind_text(p, NULL, text);
+    if (st == DUET_OK && analyze) st = duet_bind_bool(p, NULL, *analyze);
     if (st == DUET_OK) st = duet_fetch_all(db, query, p, out);
     duet_params_free(p);
     return st;
@@ -508,15 +512,27 @@ static void print_plan(view nodes, const duet_result *advice, format fmt) {
     if (fmt == FMT_JSON) fputs("}\n", stdout);
 }
 
+/*
+ * The statement is explained once, by duet.explain (so --analyze runs it once,
+ * in a subtransaction the extension rolls back): the SQL stays a bound value,
+ * never pasted, and VERBOSE gives the schema-qualified relations that
+ * duet.plan_nodes(query) would show.  Both readers take that plan.
+ */
 static duet_status plan_pg(duet_db *db, const options *o, bool ext, duet_result **nodes,
                            duet_result **advice) {
     if (!ext) {
         const char *explain = o->analyze ? "EXPLAIN ANALYZE " : "EXPLAIN ";
         return fetch_prefixed(db, explain, o->sql, o->analyze, nodes);
     }
-    duet_status st = fetch_bound(db, "SELECT * FROM duet.plan_nodes($1, $2)", o, true, nodes);
+    duet_result *plan = NULL;
+    duet_status st = fetch_bound(db, "SELECT duet.explain($1, $2, verbose => true)::text", o->sql,
+                                 &o->analyze, &plan);
+    const char *json = st == DUET_OK ? duet_result_text(plan, 0, 0) : NULL;
     if (st == DUET_OK)
-        st = fetch_bound(db, "SELECT * FROM duet.plan_advice($1, $2)", o, true, advice);
+        st = fetch_bound(db, "SELECT * FROM duet.plan_nodes($1::jsonb)", json, NULL, nodes);
+    if (st == DUET_OK)
+        st = fetch_bound(db, "SELECT * FROM duet.plan_advice($1::jsonb)", json, NULL, advice);
+    duet_result_free(plan);
     return st;
 }
 
@@ -524,7 +540,7 @@ static duet_status plan_sqlite(duet_db *db, const options *o, bool ext, duet_res
                                duet_result **advice) {
     duet_status st = fetch_prefixed(db, "EXPLAIN QUERY PLAN ", o->sql, false, nodes);
     if (st == DUET_OK && ext)
-        st = fetch_bound(db, "SELECT * FROM duet_plan_advice(?)", o, false, advice);
+        st = fetch_bound(db, "SELECT * FROM duet_plan_advice(?)", o->sql, NULL, advice);
     return st;
 }
 

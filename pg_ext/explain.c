@@ -19,7 +19,9 @@
  * data-changing statement changes nothing (sequences excepted, as
  * everywhere in PostgreSQL).
  *
- * plan_nodes and plan_advice read that JSON document; the advice about
+ * plan_nodes and plan_advice read that JSON document, or one the caller
+ * made elsewhere (their jsonb versions, which run nothing: a statement can
+ * be explained once and both read from its plan); the advice about
  * filters names columns found in the filter text that EXPLAIN VERBOSE
  * prints, which is a heuristic: an expression index, for instance, is not
  * suggested.
@@ -64,6 +66,8 @@
 PG_FUNCTION_INFO_V1(duet_explain);
 PG_FUNCTION_INFO_V1(duet_plan_nodes);
 PG_FUNCTION_INFO_V1(duet_plan_advice);
+PG_FUNCTION_INFO_V1(duet_plan_nodes_plan);
+PG_FUNCTION_INFO_V1(duet_plan_advice_plan);
 
 /* a misestimate at least this large is reported */
 #define DUET_MISESTIMATE_FACTOR	10.0
@@ -662,9 +666,11 @@ duet_run_explain(text *querytext, bool analyze, ArrayType *params, bool verbose)
 }
 
 /*
- * duet.explain(query, analyze, params) returns jsonb
+ * duet.explain(query, analyze, params, verbose) returns jsonb
  *
- * The plan of query as EXPLAIN (FORMAT JSON) prints it.
+ * The plan of query as EXPLAIN (FORMAT JSON) prints it, with VERBOSE when
+ * asked: what duet.plan_nodes(jsonb) and duet.plan_advice(jsonb) read best,
+ * since VERBOSE names each relation's schema.
  */
 Datum
 duet_explain(PG_FUNCTION_ARGS)
@@ -674,11 +680,22 @@ duet_explain(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(duet_run_explain(PG_GETARG_TEXT_PP(0),
 									   !PG_ARGISNULL(1) && PG_GETARG_BOOL(1),
 									   PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
-									   false));
+									   !PG_ARGISNULL(3) && PG_GETARG_BOOL(3)));
 }
 
 /* ----------------------------------------------------------------
  * Plan nodes
+ *
+ * The plan is a jsonb document: one that duet_run_explain made, or one that
+ * the caller of duet.plan_nodes(jsonb) or duet.plan_advice(jsonb) gives,
+ * which can be anything.  Its shape is checked: an array of objects that
+ * each hold a "Plan" object (one such object alone is accepted too, as
+ * auto_explain logs it), each node an object with a string "Node Type" and,
+ * when it has children, an array of objects as "Plans".  Anything else is
+ * an error.  Every other key is optional, and a value of the wrong type (a
+ * figure that is not a number, a name that is not a string, a flag that is
+ * not a boolean) is taken as absent, as a key that another version of
+ * EXPLAIN does not print would be.
  * ----------------------------------------------------------------
  */
 
@@ -712,44 +729,102 @@ typedef struct DuetNode
 	List	   *children;		/* DuetNode * */
 } DuetNode;
 
-static JsonbValue *
-duet_jget(JsonbContainer *c, const char *key)
+/* What a jsonb value is, for error details: "an array", "null"... */
+static const char *
+duet_jtype(const JsonbValue *v)
 {
-	return getKeyJsonValueFromContainer(c, key, strlen(key), NULL);
+	switch (v->type)
+	{
+		case jbvNull:
+			return "null";
+		case jbvString:
+			return "a string";
+		case jbvNumeric:
+			return "a number";
+		case jbvBool:
+			return "a boolean";
+		case jbvArray:
+			return "an array";
+		case jbvObject:
+			return "an object";
+		case jbvBinary:
+			return JsonContainerIsObject(v->val.binary.data) ? "an object" : "an array";
+		default:
+			return "a value";
+	}
+}
+
+/* v's container when v is an object, else NULL. */
+static JsonbContainer *
+duet_jobject(const JsonbValue *v)
+{
+	if (v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data))
+		return v->val.binary.data;
+	return NULL;
+}
+
+static void duet_bad_plan(const char *detail) pg_attribute_noreturn();
+
+/* A document that is not a plan: detail says what was found instead. */
+static void
+duet_bad_plan(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("plan is not an EXPLAIN (FORMAT JSON) document"),
+			 errdetail_internal("%s", detail),
+			 errhint("Pass the output of EXPLAIN (FORMAT JSON) or of duet.explain().")));
+}
+
+/*
+ * The value of key in object c, in *res, or NULL; never looks into arrays.
+ * Nothing is allocated: a plan can have a great many nodes.
+ */
+static JsonbValue *
+duet_jget(JsonbContainer *c, const char *key, JsonbValue *res)
+{
+	if (!JsonContainerIsObject(c))
+		return NULL;
+	return getKeyJsonValueFromContainer(c, key, strlen(key), res);
 }
 
 static char *
 duet_jstr(JsonbContainer *c, const char *key)
 {
-	JsonbValue *v = duet_jget(c, key);
+	JsonbValue	res;
+	JsonbValue *v = duet_jget(c, key, &res);
 
 	if (v == NULL || v->type != jbvString)
 		return NULL;
 	return pnstrdup(v->val.string.val, v->val.string.len);
 }
 
+/* A figure; beyond float8's range it is infinite rather than an error. */
 static double
 duet_jnum(JsonbContainer *c, const char *key)
 {
-	JsonbValue *v = duet_jget(c, key);
+	JsonbValue	res;
+	JsonbValue *v = duet_jget(c, key, &res);
 
 	if (v == NULL || v->type != jbvNumeric)
 		return NAN;
-	return DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+	return DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
 											  NumericGetDatum(v->val.numeric)));
 }
 
 static bool
 duet_jbool(JsonbContainer *c, const char *key)
 {
-	JsonbValue *v = duet_jget(c, key);
+	JsonbValue	res;
+	JsonbValue *v = duet_jget(c, key, &res);
 
 	return v != NULL && v->type == jbvBool && v->val.boolean;
 }
 
 /*
  * The node's name as EXPLAIN's text format would print it, which is what
- * people recognise: "Parallel Seq Scan", "HashAggregate", "Insert".
+ * people recognise: "Parallel Seq Scan", "HashAggregate", "Insert".  The
+ * caller has checked that "Node Type" is a string.
  */
 static char *
 duet_node_name(JsonbContainer *c)
@@ -758,8 +833,6 @@ duet_node_name(JsonbContainer *c)
 	char	   *strategy = duet_jstr(c, "Strategy");
 	char	   *operation = duet_jstr(c, "Operation");
 
-	if (type == NULL)
-		return pstrdup("?");
 	if (strcmp(type, "ModifyTable") == 0 && operation != NULL)
 		type = operation;
 	else if (strcmp(type, "Aggregate") == 0 && strategy != NULL)
@@ -776,15 +849,10 @@ duet_node_name(JsonbContainer *c)
 	return pstrdup(type);
 }
 
-/* Walk a "Plan" object and its "Plans", appending nodes in pre-order. */
+/* The figures and names of plan node c, which has a string "Node Type". */
 static void
-duet_walk_plan(JsonbContainer *c, int parent, List **nodes)
+duet_read_node(JsonbContainer *c, DuetNode *n)
 {
-	DuetNode   *n = palloc0(sizeof(DuetNode));
-	JsonbValue *plans;
-
-	n->id = list_length(*nodes) + 1;
-	n->parent = parent;
 	n->node_type = duet_node_name(c);
 	n->schema = duet_jstr(c, "Schema");
 	n->relname = duet_jstr(c, "Relation Name");
@@ -807,46 +875,130 @@ duet_walk_plan(JsonbContainer *c, int parent, List **nodes)
 	n->peak_memory = duet_jnum(c, "Peak Memory Usage");
 	n->hashagg_batches = duet_jnum(c, "HashAgg Batches");
 	n->disk_usage = duet_jnum(c, "Disk Usage");
-	*nodes = lappend(*nodes, n);
+}
 
-	plans = duet_jget(c, "Plans");
-	if (plans != NULL && plans->type == jbvBinary)
+static DuetNode *duet_walk_plan(JsonbContainer *c, int parent, List **nodes);
+
+/* The children of node n, "Plans" being what its object holds there. */
+static void
+duet_walk_children(JsonbValue *plans, DuetNode *n, List **nodes)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	int			i = 0;
+
+	if (plans->type != jbvBinary || !JsonContainerIsArray(plans->val.binary.data))
+		duet_bad_plan(psprintf("\"Plans\" of plan node %d is %s, not an array.",
+							   n->id, duet_jtype(plans)));
+	it = JsonbIteratorInit(plans->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
-		JsonbIterator *it = JsonbIteratorInit(plans->val.binary.data);
-		JsonbValue	v;
-		JsonbIteratorToken tok;
+		JsonbContainer *child;
 
-		while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
-		{
-			if (tok == WJB_ELEM && v.type == jbvBinary)
-			{
-				int			before = list_length(*nodes);
-
-				duet_walk_plan(v.val.binary.data, n->id, nodes);
-				n->children = lappend(n->children, list_nth(*nodes, before));
-			}
-		}
+		if (tok != WJB_ELEM)
+			continue;
+		i++;
+		child = duet_jobject(&v);
+		if (child == NULL)
+			duet_bad_plan(psprintf("Element %d of \"Plans\" of plan node %d is %s, not an object.",
+								   i, n->id, duet_jtype(&v)));
+		n->children = lappend(n->children, duet_walk_plan(child, n->id, nodes));
 	}
 }
 
-/* The nodes of every plan in an EXPLAIN (FORMAT JSON) document. */
+/*
+ * Walk plan node c and its "Plans", appending nodes in pre-order; returns
+ * c's node.  A caller's document can nest as deep as jsonb allows.
+ */
+static DuetNode *
+duet_walk_plan(JsonbContainer *c, int parent, List **nodes)
+{
+	DuetNode   *n = palloc0(sizeof(DuetNode));
+	JsonbValue	res;
+	JsonbValue *type;
+	JsonbValue *plans;
+
+	check_stack_depth();
+	CHECK_FOR_INTERRUPTS();
+
+	n->id = list_length(*nodes) + 1;
+	n->parent = parent;
+	type = duet_jget(c, "Node Type", &res);
+	if (type == NULL)
+		duet_bad_plan(psprintf("Plan node %d has no \"Node Type\" key.", n->id));
+	if (type->type != jbvString)
+		duet_bad_plan(psprintf("\"Node Type\" of plan node %d is %s, not a string.",
+							   n->id, duet_jtype(type)));
+	duet_read_node(c, n);
+	*nodes = lappend(*nodes, n);
+
+	plans = duet_jget(c, "Plans", &res);
+	if (plans != NULL)
+		duet_walk_children(plans, n, nodes);
+	return n;
+}
+
+/* One statement's entry: an object holding "Plan" (element, 1-based, or 0). */
+static void
+duet_walk_statement(JsonbContainer *c, int element, List **nodes)
+{
+	JsonbValue	res;
+	JsonbValue *plan = duet_jget(c, "Plan", &res);
+	JsonbContainer *top;
+
+	if (plan == NULL)
+		duet_bad_plan(element > 0 ?
+					  psprintf("Element %d of the array has no \"Plan\" key.", element) :
+					  "The object has no \"Plan\" key.");
+	top = duet_jobject(plan);
+	if (top == NULL)
+		duet_bad_plan(element > 0 ?
+					  psprintf("\"Plan\" of element %d of the array is %s, not an object.",
+							   element, duet_jtype(plan)) :
+					  psprintf("\"Plan\" is %s, not an object.", duet_jtype(plan)));
+	(void) duet_walk_plan(top, 0, nodes);
+}
+
+/*
+ * The nodes of every plan in an EXPLAIN (FORMAT JSON) document, numbered
+ * on across statements (a rule can add some).  An empty array, which is what
+ * EXPLAIN prints for a statement that rewrites to nothing, has none.
+ */
 static List *
 duet_plan_list(Jsonb *doc)
 {
 	List	   *nodes = NIL;
-	JsonbIterator *it = JsonbIteratorInit(&doc->root);
+	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
+	int			i = 0;
 
+	if (JB_ROOT_IS_SCALAR(doc))
+	{
+		if (!JsonbExtractScalar(&doc->root, &v))
+			v.type = jbvNull;
+		duet_bad_plan(psprintf("The plan is %s, not an array or an object.",
+							   duet_jtype(&v)));
+	}
+	if (JB_ROOT_IS_OBJECT(doc))
+	{
+		duet_walk_statement(&doc->root, 0, &nodes);
+		return nodes;
+	}
+	it = JsonbIteratorInit(&doc->root);
 	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
 	{
-		JsonbValue *plan;
+		JsonbContainer *statement;
 
-		if (tok != WJB_ELEM || v.type != jbvBinary)
+		if (tok != WJB_ELEM)
 			continue;
-		plan = duet_jget(v.val.binary.data, "Plan");
-		if (plan != NULL && plan->type == jbvBinary)
-			duet_walk_plan(plan->val.binary.data, 0, &nodes);
+		i++;
+		statement = duet_jobject(&v);
+		if (statement == NULL)
+			duet_bad_plan(psprintf("Element %d of the array is %s, not an object.",
+								   i, duet_jtype(&v)));
+		duet_walk_statement(statement, i, &nodes);
 	}
 	return nodes;
 }
@@ -876,11 +1028,19 @@ duet_node_relation(DuetNode *n)
 	return pstrdup(quote_qualified_identifier(n->schema, n->relname));
 }
 
+/*
+ * The plan nodes a call is about: those of the plan given as jsonb, or, for
+ * the (query, analyze, params) versions, those of the query's plan, made
+ * here with VERBOSE so that relations come with their schema.  The first
+ * argument is not null.
+ */
 static List *
-duet_nodes_for_args(FunctionCallInfo fcinfo)
+duet_nodes_for_args(FunctionCallInfo fcinfo, bool from_query)
 {
 	Jsonb	   *doc;
 
+	if (!from_query)
+		return duet_plan_list(PG_GETARG_JSONB_P(0));
 	doc = duet_run_explain(PG_GETARG_TEXT_PP(0),
 						   !PG_ARGISNULL(1) && PG_GETARG_BOOL(1),
 						   PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
@@ -889,14 +1049,12 @@ duet_nodes_for_args(FunctionCallInfo fcinfo)
 }
 
 /*
- * duet.plan_nodes(query, analyze, params) returns setof record
- *
- * One row per plan node, in EXPLAIN's order: ids from 1, parent 0 for the
- * top node.  Actual figures are null without analyze; time_ms is the
+ * One row per plan node, in EXPLAIN's order: ids from 1, parent null for
+ * the top node.  Actual figures are null without analyze; time_ms is the
  * node's inclusive time over all loops.
  */
-Datum
-duet_plan_nodes(PG_FUNCTION_ARGS)
+static Datum
+duet_nodes_srf(FunctionCallInfo fcinfo, bool from_query)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	List	   *nodes;
@@ -905,7 +1063,7 @@ duet_plan_nodes(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0))
 		return (Datum) 0;
-	nodes = duet_nodes_for_args(fcinfo);
+	nodes = duet_nodes_for_args(fcinfo, from_query);
 
 	foreach(lc, nodes)
 	{
@@ -944,6 +1102,25 @@ duet_plan_nodes(PG_FUNCTION_ARGS)
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;
+}
+
+/* duet.plan_nodes(query, analyze, params) returns setof record */
+Datum
+duet_plan_nodes(PG_FUNCTION_ARGS)
+{
+	return duet_nodes_srf(fcinfo, true);
+}
+
+/*
+ * duet.plan_nodes(plan jsonb) returns setof record
+ *
+ * The same rows for a plan made elsewhere: EXPLAIN (FORMAT JSON) output,
+ * duet.explain's, auto_explain's.  Nothing runs.
+ */
+Datum
+duet_plan_nodes_plan(PG_FUNCTION_ARGS)
+{
+	return duet_nodes_srf(fcinfo, false);
 }
 
 /* ----------------------------------------------------------------
@@ -1077,14 +1254,20 @@ duet_column_csv(List *cols)
 	return buf.data;
 }
 
-/* The relation a scan node reads, if it can be found. */
+/*
+ * The relation a scan node reads, if it can be found.  A plan made without
+ * VERBOSE (auto_explain's default) names no schema: the relation is then
+ * looked for on the search path, as the statement most likely did.
+ */
 static Oid
 duet_node_relid(DuetNode *n)
 {
 	Oid			nsp;
 
-	if (n->relname == NULL || n->schema == NULL)
+	if (n->relname == NULL)
 		return InvalidOid;
+	if (n->schema == NULL)
+		return RelnameGetRelid(n->relname);
 	nsp = get_namespace_oid(n->schema, true);
 	if (!OidIsValid(nsp))
 		return InvalidOid;
@@ -1231,15 +1414,18 @@ duet_advise_misestimate(DuetAdvice *a, DuetNode *n)
 				suggestion);
 }
 
-/* A sort, hash or hash aggregate that spilled to disk. */
+/* A sort, hash or hash aggregate that spilled to disk (an absent size is 0). */
 static void
 duet_advise_spill(DuetAdvice *a, DuetNode *n)
 {
 	if (n->sort_space_type != NULL && strcmp(n->sort_space_type, "Disk") == 0)
+	{
+		double		kb = isnan(n->sort_space_used) ? 0 : n->sort_space_used;
+
 		duet_advise(a, "warning", n,
-					psprintf("%s spilled %.0f kB to disk", n->node_type,
-							 n->sort_space_used),
-					duet_work_mem_suggestion(n->sort_space_used));
+					psprintf("%s spilled %.0f kB to disk", n->node_type, kb),
+					duet_work_mem_suggestion(kb));
+	}
 	if (!isnan(n->hash_batches) &&
 		(n->hash_batches > 1 ||
 		 (!isnan(n->orig_hash_batches) && n->orig_hash_batches > 1)))
@@ -1310,14 +1496,12 @@ duet_advise_nestloop(DuetAdvice *a, DuetNode *n)
 }
 
 /*
- * duet.plan_advice(query, analyze, params) returns setof record
- *
  * Advice rows (severity, node, message, suggestion) drawn from the plan;
  * node is the id that duet.plan_nodes gives.  Misestimates and spills are
  * only known with analyze.
  */
-Datum
-duet_plan_advice(PG_FUNCTION_ARGS)
+static Datum
+duet_advice_srf(FunctionCallInfo fcinfo, bool from_query)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	DuetAdvice	a;
@@ -1327,7 +1511,7 @@ duet_plan_advice(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 	if (PG_ARGISNULL(0))
 		return (Datum) 0;
-	nodes = duet_nodes_for_args(fcinfo);
+	nodes = duet_nodes_for_args(fcinfo, from_query);
 	a.store = rsinfo->setResult;
 	a.desc = rsinfo->setDesc;
 
@@ -1341,4 +1525,22 @@ duet_plan_advice(PG_FUNCTION_ARGS)
 		duet_advise_nestloop(&a, n);
 	}
 	return (Datum) 0;
+}
+
+/* duet.plan_advice(query, analyze, params) returns setof record */
+Datum
+duet_plan_advice(PG_FUNCTION_ARGS)
+{
+	return duet_advice_srf(fcinfo, true);
+}
+
+/*
+ * duet.plan_advice(plan jsonb) returns setof record
+ *
+ * The same advice for a plan made elsewhere; nothing runs.
+ */
+Datum
+duet_plan_advice_plan(PG_FUNCTION_ARGS)
+{
+	return duet_advice_srf(fcinfo, false);
 }

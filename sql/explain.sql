@@ -141,6 +141,104 @@ SELECT id, node_type, actual_rows, misestimate
 SELECT count(*) FROM customers;
 
 --
+-- duet.plan_nodes(jsonb): the same rows from a plan made elsewhere
+--
+CREATE FUNCTION explain_json(q text, opts text DEFAULT 'VERBOSE') RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    p json;
+BEGIN
+    EXECUTE format('EXPLAIN (%s, FORMAT JSON) %s', opts, q) INTO p;
+    RETURN p;
+END $$;
+-- a plan is run and read once; costs are the same from one EXPLAIN to the next
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SELECT (SELECT array_agg(n ORDER BY n.id)
+          FROM duet.plan_nodes('SELECT c.name, o.total FROM customers c JOIN orders o
+                                ON o.customer = c.id WHERE c.id = 3 ORDER BY o.total') n)
+     = (SELECT array_agg(n ORDER BY n.id)
+          FROM duet.plan_nodes(explain_json('SELECT c.name, o.total FROM customers c JOIN orders o
+                                ON o.customer = c.id WHERE c.id = 3 ORDER BY o.total')) n)
+       AS same_as_explain,
+       (SELECT array_agg(n ORDER BY n.id)
+          FROM duet.plan_nodes('SELECT * FROM orders WHERE id = $1', false, '{5}') n)
+     = (SELECT array_agg(n ORDER BY n.id)
+          FROM duet.plan_nodes(duet.explain('SELECT * FROM orders WHERE id = $1', false, '{5}',
+                                            verbose => true)) n)
+       AS same_as_duet_explain;
+-- with analyze: the same nodes and actual rows (times vary)
+SELECT (SELECT array_agg((id, parent, node_type, relation, index_name, plan_rows, actual_rows, loops)
+                         ORDER BY id)
+          FROM duet.plan_nodes('SELECT c.name, o.total FROM customers c JOIN orders o
+                                ON o.customer = c.id WHERE c.id = 3 ORDER BY o.total', true))
+     = (SELECT array_agg((id, parent, node_type, relation, index_name, plan_rows, actual_rows, loops)
+                         ORDER BY id)
+          FROM duet.plan_nodes(explain_json('SELECT c.name, o.total FROM customers c JOIN orders o
+                                ON o.customer = c.id WHERE c.id = 3 ORDER BY o.total',
+                                'ANALYZE, VERBOSE')))
+       AS same_with_analyze;
+RESET enable_hashjoin;
+RESET enable_mergejoin;
+-- without VERBOSE, relations are not schema-qualified
+SELECT id, parent, node_type, relation, index_name, actual_rows IS NULL AS no_actual
+  FROM duet.plan_nodes(explain_json('SELECT * FROM orders WHERE id = 5', 'COSTS OFF'));
+-- through a psql variable, cast to jsonb: a plain literal is a query
+SELECT explain_json('SELECT count(*) FROM orders', 'ANALYZE') AS plan \gset
+SELECT id, parent, node_type, relation, actual_rows, loops FROM duet.plan_nodes(:'plan'::jsonb);
+-- the object that holds "Plan" (as auto_explain logs it), several statements
+-- (a rule adds one), an empty array (a statement that rewrites to nothing)
+SELECT id, parent, node_type, relation, plan_rows
+  FROM duet.plan_nodes('{"Query Text": "SELECT 1", "Plan": {"Node Type": "Result", "Plan Rows": 1}}'::jsonb);
+SELECT id, parent, node_type, relation
+  FROM duet.plan_nodes('[{"Plan": {"Node Type": "ModifyTable", "Operation": "Insert",
+                                   "Relation Name": "a", "Schema": "s",
+                                   "Plans": [{"Node Type": "Result"}]}},
+                         {"Plan": {"Node Type": "Aggregate", "Strategy": "Hashed",
+                                   "Parallel Aware": true}}]'::jsonb);
+SELECT count(*) AS nodes FROM duet.plan_nodes('[]'::jsonb);
+SELECT count(*) AS nodes FROM duet.plan_nodes(NULL::jsonb);
+-- figures, names and flags of the wrong type are taken as absent; numbers
+-- beyond float8 are infinite
+SELECT id, parent, node_type, relation, index_name, startup_cost, total_cost,
+       plan_rows, actual_rows, loops, time_ms, misestimate
+  FROM duet.plan_nodes('{"Plan": {"Node Type": "Seq Scan", "Relation Name": 7, "Schema": ["s"],
+                                  "Index Name": null, "Parallel Aware": "yes",
+                                  "Startup Cost": "abc", "Total Cost": 1e400, "Plan Rows": {},
+                                  "Actual Rows": true, "Actual Loops": 2,
+                                  "Actual Total Time": "1", "Strategy": 5}}'::jsonb);
+-- a deep plan is read, until the stack runs out
+CREATE TABLE deep_plan AS
+SELECT ('{"Plan": ' || repeat('{"Node Type": "Result", "Plans": [', 2000) ||
+        '{"Node Type": "Result"}' || repeat(']}', 2000) || '}')::jsonb AS plan;
+SELECT count(*) AS nodes, max(parent) AS deepest FROM deep_plan, duet.plan_nodes(plan);
+-- and a wide one
+SELECT count(*) AS nodes, max(plan_rows) AS max_rows
+  FROM duet.plan_nodes(jsonb_build_object('Plan', jsonb_build_object(
+           'Node Type', 'Append',
+           'Plans', (SELECT jsonb_agg(jsonb_build_object('Node Type', 'Result', 'Plan Rows', g))
+                       FROM generate_series(1, 100000) g))));
+
+-- overloads: a quoted literal or an untyped parameter is a query, as is text
+SELECT node_type FROM duet.plan_nodes('SELECT 1');
+SELECT node_type, actual_rows FROM duet.plan_nodes('SELECT 1', true);
+SELECT node_type FROM duet.plan_nodes('SELECT 1'::varchar);
+SELECT node_type FROM duet.plan_nodes(query => 'SELECT 1');
+SELECT node_type FROM duet.plan_nodes(plan => '[{"Plan": {"Node Type": "Result"}}]');
+PREPARE untyped AS SELECT node_type FROM duet.plan_nodes($1);
+SELECT parameter_types FROM pg_prepared_statements WHERE name = 'untyped';
+EXECUTE untyped('SELECT 1');
+DEALLOCATE untyped;
+PREPARE typed AS SELECT node_type FROM duet.plan_nodes($1::jsonb);
+EXECUTE typed('[{"Plan": {"Node Type": "Result"}}]');
+DEALLOCATE typed;
+SELECT p.oid::regprocedure AS function, provolatile, proparallel, proisstrict, prosecdef
+  FROM pg_proc p
+ WHERE pronamespace = 'duet'::regnamespace
+   AND proname IN ('explain', 'plan_nodes', 'plan_advice')
+ ORDER BY 1::text COLLATE "C";
+
+--
 -- errors
 --
 \set VERBOSITY default
@@ -154,6 +252,29 @@ SELECT duet.explain('SELECT * FROM orders WHERE id = $1', false, '{1,2}');
 SELECT duet.explain('SELECT * FROM orders WHERE id = $1');
 SELECT duet.explain('SELECT * FROM orders WHERE id = $1', false, '{abc}');
 SELECT * FROM duet.plan_nodes('DROP TABLE orders');
+-- a plan that is not one
+SELECT * FROM duet.plan_nodes('5'::jsonb);
+SELECT * FROM duet.plan_nodes('"SELECT 1"'::jsonb);
+SELECT * FROM duet.plan_nodes('null'::jsonb);
+SELECT * FROM duet.plan_nodes('{}'::jsonb);
+SELECT * FROM duet.plan_nodes('[{"Plan": {"Node Type": "Result"}}, 1]'::jsonb);
+SELECT * FROM duet.plan_nodes('[[]]'::jsonb);
+SELECT * FROM duet.plan_nodes('[{"Planning Time": 1}]'::jsonb);
+SELECT * FROM duet.plan_nodes('[{"Plan": "Seq Scan"}]'::jsonb);
+SELECT * FROM duet.plan_nodes('{"Plan": [{"Node Type": "Result"}]}'::jsonb);
+SELECT * FROM duet.plan_nodes('{"Plan": {}}'::jsonb);
+SELECT * FROM duet.plan_nodes('{"Plan": {"Node Type": 5}}'::jsonb);
+SELECT * FROM duet.plan_nodes('{"Plan": {"Node Type": null}}'::jsonb);
+SELECT * FROM duet.plan_nodes('{"Plan": {"Node Type": "Result", "Plans": "x"}}'::jsonb);
+SELECT * FROM duet.plan_nodes('{"Plan": {"Node Type": "Result", "Plans": {"Node Type": "Result"}}}'::jsonb);
+SELECT * FROM duet.plan_nodes('{"Plan": {"Node Type": "Result", "Plans": [{"Node Type": "Result"}, [1]]}}'::jsonb);
+SELECT * FROM duet.plan_nodes('{"Plan": {"Node Type": "Result", "Plans": [{"Node Type": "Result"}, {"Plans": []}]}}'::jsonb);
+SELECT * FROM duet.plan_advice('[{"Plan": {"Node Type": "Result", "Plans": [true]}}]'::jsonb);
+-- the query versions take a literal: it is SQL, not a plan
+SELECT * FROM duet.plan_nodes('[{"Plan": {"Node Type": "Result"}}]');
+SET max_stack_depth = '100kB';
+SELECT count(*) FROM deep_plan, duet.plan_nodes(plan);
+RESET max_stack_depth;
 SELECT duet.explain(NULL) IS NULL AS null_query;
 SELECT count(*) FROM duet.plan_nodes(NULL);
 -- the caller's privileges apply, with analyze or without

@@ -104,6 +104,76 @@ SELECT a.node, n.node_type, n.relation
   FROM duet.plan_advice('SELECT * FROM events WHERE kind = ''k1''') a
   JOIN duet.plan_nodes('SELECT * FROM events WHERE kind = ''k1''') n ON n.id = a.node;
 
+-- duet.plan_advice(jsonb): the same advice from a plan made elsewhere
+CREATE FUNCTION explain_json(q text, opts text DEFAULT 'VERBOSE') RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    p json;
+BEGIN
+    EXECUTE format('EXPLAIN (%s, FORMAT JSON) %s', opts, q) INTO p;
+    RETURN p;
+END $$;
+-- the query's advice, and that of its EXPLAIN (VERBOSE) plan (the sizes of
+-- spills are masked: they can vary from run to run)
+CREATE FUNCTION same_advice(q text, with_analyze boolean) RETURNS boolean
+LANGUAGE sql AS $$
+    SELECT (SELECT array_agg((severity, node, regexp_replace(message, '\d+', 'N', 'g'),
+                              regexp_replace(suggestion, '\d+', 'N', 'g')) ORDER BY node, message)
+              FROM duet.plan_advice(q, with_analyze))
+        IS NOT DISTINCT FROM
+           (SELECT array_agg((severity, node, regexp_replace(message, '\d+', 'N', 'g'),
+                              regexp_replace(suggestion, '\d+', 'N', 'g')) ORDER BY node, message)
+              FROM duet.plan_advice(explain_json(q, CASE WHEN with_analyze THEN 'ANALYZE, VERBOSE'
+                                                          ELSE 'VERBOSE' END)))
+$$;
+DROP STATISTICS duet_adv.events_a_b_stat;
+ANALYZE duet_adv.events;
+SET enable_hashjoin = off;
+SET enable_mergejoin = off;
+SELECT q, with_analyze, (SELECT count(*) FROM duet.plan_advice(q, with_analyze)) AS advice,
+       same_advice(q, with_analyze)
+  FROM (VALUES ('SELECT * FROM events WHERE kind = ''k1'' AND id > 5', false),
+               ('SELECT * FROM "Odd Events" WHERE "select" = ''s1'' AND "Event Id" < 100', false),
+               ('SELECT * FROM events WHERE a = 1 AND b = 1', true),
+               ('SELECT * FROM events e JOIN small s ON s.id = e.a', false),
+               ('SELECT * FROM events e JOIN small s ON s.id = e.a', true),
+               ('SELECT * FROM small WHERE v = ''v1''', false)) v(q, with_analyze);
+RESET enable_hashjoin;
+SET work_mem = '64kB';
+SELECT same_advice('SELECT * FROM events ORDER BY payload', true) AS sort_spill,
+       (SELECT count(*) FROM duet.plan_advice('SELECT * FROM events ORDER BY payload', true))
+           AS advice;
+SELECT same_advice('SELECT count(*) FROM events e1 JOIN events e2 ON e1.payload = e2.payload',
+                   true) AS hash_spill,
+       (SELECT count(*) FROM duet.plan_advice('SELECT count(*) FROM events e1 JOIN events e2
+                                               ON e1.payload = e2.payload', true)) AS advice;
+RESET enable_mergejoin;
+SET enable_sort = off;
+SELECT same_advice('SELECT payload, count(*) FROM events GROUP BY payload', true) AS hashagg_spill,
+       (SELECT count(*) FROM duet.plan_advice('SELECT payload, count(*) FROM events
+                                               GROUP BY payload', true)) AS advice;
+RESET enable_sort;
+RESET work_mem;
+-- duet.advice_min_rows applies to a given plan too
+SET duet.advice_min_rows = 50;
+SELECT severity, node, suggestion
+  FROM duet.plan_advice(explain_json('SELECT * FROM small WHERE v = ''v1'''));
+RESET duet.advice_min_rows;
+-- without VERBOSE (auto_explain's default), relations are found on the search path
+SELECT severity, node, message, suggestion
+  FROM duet.plan_advice(explain_json('SELECT * FROM events WHERE kind = ''k1''', 'COSTS OFF'));
+-- a hand-made plan: absent or ill-typed figures never break the advice
+SELECT severity, node, message, suggestion
+  FROM duet.plan_advice('[{"Plan": {"Node Type": "Nested Loop", "Plan Rows": "many",
+      "Plans": [{"Node Type": "Seq Scan", "Parent Relationship": "Outer", "Plan Rows": 1e400},
+                {"Node Type": "Sort", "Parent Relationship": "Inner",
+                 "Sort Space Type": "Disk", "Sort Space Used": null,
+                 "Hash Batches": 4, "Peak Memory Usage": "x", "Actual Rows": 1,
+                 "Actual Loops": 1, "Plan Rows": 5000},
+                {"Node Type": "Seq Scan", "Schema": "duet_adv", "Relation Name": "no_such",
+                 "Filter": "(x = ''unterminated"}]}}]'::jsonb)
+ ORDER BY node, message;
+
 -- with analyze, nothing the statement does survives
 SELECT count(*) AS advice FROM duet.plan_advice('DELETE FROM events WHERE kind = ''k1''', true);
 SELECT count(*) FROM events;

@@ -13,7 +13,8 @@ EXT=${DUET_SQLITE_EXT:?DUET_SQLITE_EXT is not set}
 work=$(mktemp -d /tmp/duet-cli.XXXXXX)
 pg_ext_before=
 cleanup() {
-    psql -X -q -d postgres -c 'SET client_min_messages = warning' -c 'DROP TABLE IF EXISTS cli_users' -c 'DROP EXTENSION IF EXISTS duet' \
+    psql -X -q -d postgres -c 'SET client_min_messages = warning' -c 'DROP TABLE IF EXISTS cli_users' \
+        -c 'DROP SEQUENCE IF EXISTS cli_seq' -c 'DROP EXTENSION IF EXISTS duet' \
         ${pg_ext_before:+-c 'CREATE EXTENSION duet'} >/dev/null 2>&1
     rm -rf "$work"
 }
@@ -162,6 +163,7 @@ check_fail "--conflict is for upsert" 2 '^duet: --conflict is for upsert$' -- "$
 # plan and upsert on PostgreSQL, without and then with the extension.
 psql -X -qtA -d postgres -c "SELECT 1 FROM pg_extension WHERE extname = 'duet'" | grep -q 1 && pg_ext_before=1
 psql -X -q -d postgres -c 'SET client_min_messages = warning' -c 'DROP EXTENSION IF EXISTS duet' -c 'DROP TABLE IF EXISTS cli_users' \
+    -c 'DROP SEQUENCE IF EXISTS cli_seq' \
     -c 'CREATE TABLE cli_users (id int PRIMARY KEY, email text UNIQUE, name text)' \
     -c "INSERT INTO cli_users SELECT g, 'u' || g || '@x', 'n' || g FROM generate_series(1, 20000) g" \
     -c 'ANALYZE cli_users' >/dev/null
@@ -191,6 +193,17 @@ check "plan --analyze with the extension: actual rows, rolled back" "id,parent,n
 2,1,Seq Scan,20000
 20000" "$("$CLI" plan --analyze --url "$PG" --format csv "DELETE FROM cli_users" | cut -d, -f1-3,9)
 $(count)"
+# The statement is explained once: nextval runs once (sequences are never rolled back).
+psql -X -q -d postgres -c 'CREATE SEQUENCE cli_seq' >/dev/null
+"$CLI" plan --analyze --url "$PG" "SELECT nextval('cli_seq')" >/dev/null
+check "plan --analyze with the extension runs the statement once" "2" \
+    "$("$CLI" query --url "$PG" --format csv "SELECT nextval('cli_seq')" | tail -1)"
+check "plan with the extension: the SQL is bound, ? is an operator" "1,,Result" \
+    "$("$CLI" plan --url "$PG" --format csv "SELECT '{\"a\": 1}'::jsonb ? 'a'" | tail -1 | cut -d, -f1-3)"
+check_fail "plan with the extension, bad SQL" 1 '^duet: syntax error: relation "nosuch" does not exist$' \
+    -- "$CLI" plan --analyze --url "$PG" "SELECT * FROM nosuch"
+check_fail "plan with the extension, a parameter" 1 '^duet: syntax error: there is no parameter \$1$' \
+    -- "$CLI" plan --url "$PG" 'SELECT $1'
 check "plan with the extension, json" '{"plan": [
   {"id": "1", "parent": null, "node_type": "Index Scan", "relation": "public.cli_users", "index_name": "cli_users_pkey", COSTS, "plan_rows": "1", "actual_rows": null, "loops": null, "time_ms": null, "misestimate": null}
 ], "advice": []}' "$("$CLI" plan --url "$PG" --format json "SELECT * FROM cli_users WHERE id = 1" |
