@@ -239,8 +239,10 @@ duet_upsert_plan(DuetUpsertSpec *spec)
 	int			i;
 
 	initStringInfo(&sig);
-	appendStringInfo(&sig, "%c%c%c|", spec->kind, spec->only_if_changed ? 'c' : 'a',
-					 spec->return_rows ? 'r' : 'n');
+	appendStringInfoChar(&sig, spec->kind);
+	appendStringInfoChar(&sig, spec->only_if_changed ? 'c' : 'a');
+	appendStringInfoChar(&sig, spec->return_rows ? 'r' : 'n');
+	appendStringInfoChar(&sig, '|');
 	duet_append_signature(&sig, spec->cols);
 	duet_append_signature(&sig, spec->conf);
 	duet_append_signature(&sig, spec->upd);
@@ -266,7 +268,8 @@ duet_fetch_plan(DuetUpsertSpec *spec)
 	int			i;
 
 	initStringInfo(&sig);
-	appendStringInfo(&sig, "%c|", PLAN_FETCH_KEY);
+	appendStringInfoChar(&sig, PLAN_FETCH_KEY);
+	appendStringInfoChar(&sig, '|');
 	duet_append_signature(&sig, spec->conf);
 	for (i = 0; i < spec->conf->n; i++)
 		argtypes[i] = spec->rel->cols[spec->conf->att[i] - 1].typid;

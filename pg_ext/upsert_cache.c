@@ -487,13 +487,18 @@ duet_append_colset(StringInfo buf, DuetRel *rel, DuetColSet *set,
 	}
 }
 
+/* A column set in a plan's signature: "2,3,|".  No printf: it runs per call. */
 void
 duet_append_signature(StringInfo buf, DuetColSet *set)
 {
+	char		num[12];
 	int			i;
 
 	for (i = 0; i < set->n; i++)
-		appendStringInfo(buf, "%d,", set->att[i]);
+	{
+		appendBinaryStringInfo(buf, num, pg_ltoa(set->att[i], num));
+		appendStringInfoChar(buf, ',');
+	}
 	appendStringInfoChar(buf, '|');
 }
 
