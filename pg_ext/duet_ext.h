@@ -38,4 +38,11 @@ extern void duet_upsert_init(void);
 /* explain.c: the duet.advice_min_rows setting of plan_advice */
 extern void duet_explain_init(void);
 
+/*
+ * upsert_json.c: a jsonb value's JSON type as jsonb_typeof names it, for
+ * error details (upsert's rows and plan_nodes' plans are both user input)
+ */
+struct JsonbValue;
+extern const char *duet_jbv_typename(struct JsonbValue *v);
+
 #endif							/* DUET_EXT_H */

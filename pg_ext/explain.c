@@ -731,27 +731,13 @@ typedef struct DuetNode
 
 /* What a jsonb value is, for error details: "an array", "null"... */
 static const char *
-duet_jtype(const JsonbValue *v)
+duet_jtype(JsonbValue *v)
 {
-	switch (v->type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "a string";
-		case jbvNumeric:
-			return "a number";
-		case jbvBool:
-			return "a boolean";
-		case jbvArray:
-			return "an array";
-		case jbvObject:
-			return "an object";
-		case jbvBinary:
-			return JsonContainerIsObject(v->val.binary.data) ? "an object" : "an array";
-		default:
-			return "a value";
-	}
+	const char *name = duet_jbv_typename(v);
+
+	if (v->type == jbvNull)
+		return name;
+	return psprintf("%s %s", strchr("aeiou", name[0]) ? "an" : "a", name);
 }
 
 /* v's container when v is an object, else NULL. */

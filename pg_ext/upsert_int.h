@@ -23,6 +23,8 @@
 #include "utils/array.h"
 #include "utils/jsonb.h"
 
+#include "duet_ext.h"
+
 /*
  * How often a conflict that left no visible row is retried: a concurrent
  * delete resolves in one retry, a row hidden by row-level security never.
@@ -158,7 +160,6 @@ extern Datum duet_copy_jsonb(Datum d, MemoryContext cxt);
 
 /* The JSON type name of a jsonb document or value, as jsonb_typeof has it. */
 extern const char *duet_json_typename(Jsonb *jb);
-extern const char *duet_jbv_typename(JsonbValue *v);
 /* Rethrow a conversion error as an error about its column (in PG_CATCH). */
 extern void duet_convert_error(DuetConvert *cv, MemoryContext cxt);
 /* Error context callback naming the element of upsert_many's rows array. */
