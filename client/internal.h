@@ -358,9 +358,12 @@ void duet__pool_put(duet_db *db, duet_conn *conn, duet_status status);
 /* force_rollback's connection: every call on db runs on it while installed.  False
  * (nothing done) when another thread installed one first. */
 bool duet__fr_install(duet_db *db, duet_conn *conn);
-/* Waits for other threads' calls to end; NULL when off, or (DUET_ERR_MISUSE set) when
- * the calling thread itself is inside a call on it. */
-duet_conn *duet__fr_remove(duet_db *db);
+/* Waits for other threads' calls to end, at most acquire_timeout unless at_close; NULL
+ * when off, or with the error set: DUET_ERR_MISUSE when the calling thread itself is
+ * inside a call on it, DUET_ERR_TIMEOUT when another thread kept it. */
+duet_conn *duet__fr_remove(duet_db *db, bool at_close);
+/* txn.c: ends the force_rollback session (duet_force_rollback(db, false), duet_close). */
+duet_status duet__fr_switch_off(duet_db *db, bool at_close);
 bool duet__fr_active(duet_db *db);
 /* While the calling thread (inside an fr call) has a program transaction open. */
 void duet__fr_hold(duet_db *db, bool hold);

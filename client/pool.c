@@ -921,7 +921,7 @@ static duet_db *db_alloc(const char *name, const duet_config *cfg) {
         free(db);
         return NULL;
     }
-    pthread_cond_init(&db->call_cv, NULL);
+    duet__cond_init_monotonic(&db->call_cv); /* fr_wait_free waits with a deadline */
     duet__cond_init_monotonic(&db->maint_cv);
     db->id = atomic_fetch_add(&next_db_id, 1);
     db->rng = (db->id * 0x9E3779B97F4A7C15ull) ^ (uint64_t)(duet__now_ms() * 1000.0) ^
@@ -1024,7 +1024,7 @@ duet_status duet_open(const char *url, duet_db **out) {
 
 void duet_close(duet_db *db) {
     if (!db) return;
-    if (atomic_load(&db->fr_on)) duet_force_rollback(db, false);
+    if (atomic_load(&db->fr_on)) duet__fr_switch_off(db, true);
     lock(db);
     db->closing = true;
     pthread_cond_broadcast(&db->maint_cv);
@@ -1055,21 +1055,52 @@ duet_status duet_ping(duet_db *db) {
 /* force_rollback's connection                                        */
 /* ------------------------------------------------------------------ */
 
-/* Takes the force_rollback connection for the calling thread (re-entrant). */
-static bool fr_lock(duet_db *db, duet_conn **out, bool *outer) {
+/*
+ * Waits until no other thread holds the force_rollback connection, or it is
+ * gone (switched off), for at most acquire_timeout unless forever: a thread
+ * that leaves a transaction open must not hang the others.  (mu)
+ */
+static duet_status fr_wait_free(duet_db *db, bool forever) {
     pthread_t self = pthread_self();
-    lock(db);
-    while (db->fr_conn && db->fr_calls > 0 && !pthread_equal(db->fr_owner, self))
-        pthread_cond_wait(&db->call_cv, &db->mu);
-    if (!db->fr_conn) {
-        unlock(db);
-        return false;
+    double start = -1, deadline = 0; /* the clock is read only when there is a wait */
+    while (db->fr_conn && db->fr_calls > 0 && !pthread_equal(db->fr_owner, self)) {
+        if (forever) {
+            pthread_cond_wait(&db->call_cv, &db->mu);
+            continue;
+        }
+        if (start < 0) {
+            start = duet__now_ms();
+            deadline = start + db->cfg->pool.acquire_timeout_ms;
+        } else if (duet__now_ms() >= deadline) {
+            db->timeouts++;
+            return duet__err(DUET_ERR_TIMEOUT,
+                             "pool \"%s\" timed out after %.0f ms waiting for the force_rollback "
+                             "connection, which another thread holds (a transaction it has not "
+                             "ended?)",
+                             db->name, duet__now_ms() - start);
+        }
+        struct timespec ts = duet__abs_time(deadline);
+        pthread_cond_timedwait(&db->call_cv, &db->mu, &ts);
     }
-    db->fr_owner = self;
-    *outer = db->fr_calls++ == 0;
-    *out = db->fr_conn;
+    return DUET_OK;
+}
+
+/*
+ * Takes the force_rollback connection for the calling thread (re-entrant):
+ * DUET_OK with *out set, DUET_OK with *out NULL when force_rollback was
+ * switched off meanwhile, or DUET_ERR_TIMEOUT.
+ */
+static duet_status fr_lock(duet_db *db, duet_conn **out, bool *outer) {
+    *out = NULL;
+    lock(db);
+    duet_status st = fr_wait_free(db, false);
+    if (st == DUET_OK && db->fr_conn) {
+        db->fr_owner = pthread_self();
+        *outer = db->fr_calls++ == 0;
+        *out = db->fr_conn;
+    }
     unlock(db);
-    return true;
+    return st;
 }
 
 static void fr_unlock(duet_db *db) {
@@ -1110,7 +1141,7 @@ void duet__fr_hold(duet_db *db, bool hold) {
     unlock(db);
 }
 
-duet_conn *duet__fr_remove(duet_db *db) {
+duet_conn *duet__fr_remove(duet_db *db, bool at_close) {
     pthread_t self = pthread_self();
     lock(db);
     if (db->fr_conn && db->fr_calls > db->fr_held && pthread_equal(db->fr_owner, self)) {
@@ -1119,8 +1150,11 @@ duet_conn *duet__fr_remove(duet_db *db) {
                                    "is using its connection (close the iteration first)");
         return NULL;
     }
-    while (db->fr_conn && db->fr_calls > 0 && !pthread_equal(db->fr_owner, self))
-        pthread_cond_wait(&db->call_cv, &db->mu);
+    /* closing must not free a connection another thread still uses: no limit then */
+    if (fr_wait_free(db, at_close) != DUET_OK) {
+        unlock(db);
+        return NULL;
+    }
     duet_conn *c = db->fr_conn;
     db->fr_conn = NULL;
     db->fr_calls = 0;
@@ -1187,8 +1221,8 @@ static void pinned_leave(duet_db *db, duet_conn *c, duet_status status) {
  * which must end on its own connection rather than strand it.
  */
 static duet_status enter(duet_db *db, bool pin, bool wrap, bool check_expired, duet_conn **out) {
-    duet_conn *c;
-    bool outer;
+    duet_conn *c = NULL;
+    bool outer = false;
     *out = NULL;
     if (!db) return duet__err(DUET_ERR_MISUSE, "database handle is NULL");
     duet_pin *p = pin_find(db);
@@ -1197,7 +1231,11 @@ static duet_status enter(duet_db *db, bool pin, bool wrap, bool check_expired, d
         if (st == DUET_OK) *out = p->conn;
         return st;
     }
-    if (atomic_load(&db->fr_on) && fr_lock(db, &c, &outer)) {
+    if (atomic_load(&db->fr_on)) {
+        duet_status st = fr_lock(db, &c, &outer);
+        if (st != DUET_OK) return st;
+    }
+    if (c) {
         if (wrap && outer) {
             duet_status st = duet__fr_stmt_enter(db, c);
             if (st != DUET_OK) {

@@ -331,19 +331,22 @@ static duet_status session_end(duet_conn *c) {
     return st;
 }
 
+duet_status duet__fr_switch_off(duet_db *db, bool at_close) {
+    duet__err_clear();
+    if (!duet__fr_active(db)) return DUET_OK;
+    duet_conn *c = duet__fr_remove(db, at_close);
+    if (!c) return duet_errcode(); /* DUET_OK when another thread switched it off */
+    duet__conn_watch(c, true); /* duet_close comes here: a dead server must not hang it */
+    duet_status st = session_end(c);
+    duet__conn_watch(c, false);
+    duet__pool_put(db, c, st);
+    return st;
+}
+
 duet_status duet_force_rollback(duet_db *db, bool on) {
     if (!db) return duet__err(DUET_ERR_MISUSE, "duet_force_rollback: database handle is NULL");
     duet__err_clear();
-    if (!on) {
-        if (!duet__fr_active(db)) return DUET_OK;
-        duet_conn *c = duet__fr_remove(db);
-        if (!c) return duet_errcode() == DUET_ERR_MISUSE ? DUET_ERR_MISUSE : DUET_OK;
-        duet__conn_watch(c, true); /* duet_close comes here: a dead server must not hang it */
-        duet_status st = session_end(c);
-        duet__conn_watch(c, false);
-        duet__pool_put(db, c, st);
-        return st;
-    }
+    if (!on) return duet__fr_switch_off(db, false);
     if (duet__fr_active(db)) return DUET_OK;
     if (duet_txn_depth(db) > 0)
         return duet__err(DUET_ERR_MISUSE,

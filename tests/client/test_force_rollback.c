@@ -365,6 +365,61 @@ static void test_switch_on_during_other_transaction(void **state) {
     close_fr(f);
 }
 
+typedef struct holder_arg {
+    duet_db *db;
+    pthread_barrier_t *held, *done;
+    duet_status st;
+} holder_arg;
+
+/* Begins a program transaction in the session and keeps it until told. */
+static void *hold_transaction(void *p) {
+    holder_arg *a = p;
+    a->st = duet_begin(a->db);
+    if (a->st == DUET_OK) a->st = insert(a->db, 5);
+    pthread_barrier_wait(a->held);
+    pthread_barrier_wait(a->done);
+    if (a->st == DUET_OK) a->st = duet_commit(a->db);
+    return NULL;
+}
+
+/*
+ * A thread that keeps a transaction open on the session's connection makes
+ * the other threads wait for it, at most acquire_timeout: their calls, and
+ * switching force_rollback off, then fail with DUET_ERR_TIMEOUT saying why
+ * (they used to wait for ever).  Once it commits, switching off works.
+ */
+static void test_held_session_times_out(void **state) {
+    fixture *f = *state;
+    duet_db *db = open_fr(f, "force_rollback=true&min_connections=0&acquire_timeout=300ms");
+    pthread_barrier_t held, done;
+    pthread_barrier_init(&held, NULL, 2);
+    pthread_barrier_init(&done, NULL, 2);
+    pthread_t th;
+    holder_arg a = {db, &held, &done, DUET_OK};
+    pthread_create(&th, NULL, hold_transaction, &a);
+    pthread_barrier_wait(&held);
+
+    double t0 = test_now_ms();
+    assert_int_equal(insert(db, 1), DUET_ERR_TIMEOUT);
+    assert_non_null(strstr(duet_errmsg(), "waiting for the force_rollback connection"));
+    assert_int_equal(duet_force_rollback(db, false), DUET_ERR_TIMEOUT);
+    double waited = test_now_ms() - t0;
+    assert_true(waited >= 2 * 290 && waited < 5000);
+    duet_pool_stats s;
+    duet_pool_stats_get(db, &s);
+    assert_true(s.timeouts >= 2);
+
+    pthread_barrier_wait(&done);
+    pthread_join(th, NULL);
+    assert_duet_ok(a.st);
+    assert_int_equal(count(db), 1); /* the holder's row, in the session */
+    assert_duet_ok(duet_force_rollback(db, false));
+    assert_int_equal(count(f->check), 0);
+    pthread_barrier_destroy(&held);
+    pthread_barrier_destroy(&done);
+    close_fr(f);
+}
+
 /*
  * What only the SQLite extension's session can do: the program's own COMMIT
  * sent as SQL (which commits a client-side outer transaction for real) and
@@ -442,6 +497,7 @@ int main(void) {
         ALL(test_threads_share_session),
         ALL(test_concurrent_switch_on),
         ALL(test_switch_on_during_other_transaction),
+        ALL(test_held_session_times_out),
         cmocka_unit_test_setup_teardown(test_sqlite_ext_discards_commit, setup_sqlite_ext, teardown),
         cmocka_unit_test_setup_teardown(test_sqlite_ext_errors, setup_sqlite_ext, teardown),
     };
