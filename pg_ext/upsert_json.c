@@ -39,19 +39,7 @@ duet_json_typename(Jsonb *jb)
 		return "array";
 	if (!JsonbExtractScalar(&jb->root, &v))
 		return "unknown";
-	switch (v.type)
-	{
-		case jbvNull:
-			return "null";
-		case jbvString:
-			return "string";
-		case jbvNumeric:
-			return "number";
-		case jbvBool:
-			return "boolean";
-		default:
-			return "unknown";
-	}
+	return duet_jbv_typename(&v);
 }
 
 const char *
