@@ -680,7 +680,8 @@ duet_explain(PG_FUNCTION_ARGS)
 	PG_RETURN_JSONB_P(duet_run_explain(PG_GETARG_TEXT_PP(0),
 									   !PG_ARGISNULL(1) && PG_GETARG_BOOL(1),
 									   PG_ARGISNULL(2) ? NULL : PG_GETARG_ARRAYTYPE_P(2),
-									   !PG_ARGISNULL(3) && PG_GETARG_BOOL(3)));
+									   /* a 1.0 script from before verbose has 3 */
+									   PG_NARGS() > 3 && !PG_ARGISNULL(3) && PG_GETARG_BOOL(3)));
 }
 
 /* ----------------------------------------------------------------
@@ -948,8 +949,9 @@ duet_walk_statement(JsonbContainer *c, int element, List **nodes)
 
 /*
  * The nodes of every plan in an EXPLAIN (FORMAT JSON) document, numbered
- * on across statements (a rule can add some).  An empty array, which is what
- * EXPLAIN prints for a statement that rewrites to nothing, has none.
+ * on across statements (a rule can add some; a utility statement it adds,
+ * such as NOTIFY, is a bare string in the array).  An empty array, which is
+ * what EXPLAIN prints for a statement that rewrites to nothing, has none.
  */
 static List *
 duet_plan_list(Jsonb *doc)
@@ -980,6 +982,9 @@ duet_plan_list(Jsonb *doc)
 		if (tok != WJB_ELEM)
 			continue;
 		i++;
+		/* a utility statement that a rule adds is a bare string there */
+		if (v.type == jbvString)
+			continue;
 		statement = duet_jobject(&v);
 		if (statement == NULL)
 			duet_bad_plan(psprintf("Element %d of the array is %s, not an object.",
@@ -1135,6 +1140,9 @@ duet_filter_columns(Oid relid, const char *filter, const char *alias)
 	{
 		char	   *name;
 		const char *next;
+
+		/* a plan given as jsonb can hold a filter of any length */
+		CHECK_FOR_INTERRUPTS();
 
 		if (*p == '\'')
 		{

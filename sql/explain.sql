@@ -197,6 +197,15 @@ SELECT id, parent, node_type, relation
                          {"Plan": {"Node Type": "Aggregate", "Strategy": "Hashed",
                                    "Parallel Aware": true}}]'::jsonb);
 SELECT count(*) AS nodes FROM duet.plan_nodes('[]'::jsonb);
+-- a utility statement a rule adds is a bare string in EXPLAIN's array
+CREATE TABLE notified (id int);
+CREATE RULE notify_insert AS ON INSERT TO notified DO ALSO NOTIFY duet_exp_channel;
+SELECT jsonb_array_length(explain_json('INSERT INTO notified VALUES (1)', 'COSTS OFF')) AS statements;
+SELECT id, parent, node_type, relation
+  FROM duet.plan_nodes('INSERT INTO notified VALUES (1)');
+SELECT count(*) AS advice FROM duet.plan_advice('INSERT INTO notified VALUES (1)', true);
+SELECT count(*) AS rows_left FROM notified;
+DROP TABLE notified;
 SELECT count(*) AS nodes FROM duet.plan_nodes(NULL::jsonb);
 -- figures, names and flags of the wrong type are taken as absent; numbers
 -- beyond float8 are infinite
