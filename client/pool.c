@@ -1075,8 +1075,8 @@ static duet_status fr_wait_free(duet_db *db, bool forever) {
             db->timeouts++;
             return duet__err(DUET_ERR_TIMEOUT,
                              "pool \"%s\" timed out after %.0f ms waiting for the force_rollback "
-                             "connection, which another thread holds (a transaction it has not "
-                             "ended?)",
+                             "connection, which another thread is using (a long statement, or a "
+                             "transaction it has not ended)",
                              db->name, duet__now_ms() - start);
         }
         struct timespec ts = duet__abs_time(deadline);
