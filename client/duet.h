@@ -385,7 +385,7 @@ duet_status duet_atomic_with(duet_db *db, duet_isolation isolation, unsigned fla
  * switched off or at close (a transaction another thread began before it was
  * switched on still ends on its own connection, for real).  Also settable with ?force_rollback=true.
  * Threads take turns on the connection, waiting at most acquire_timeout (then
- * DUET_ERR_TIMEOUT, as is switching off while another thread's transaction holds it).
+ * DUET_ERR_TIMEOUT, as is switching off while another thread uses it).
  * The outer transaction is the duet extension's test session when there is
  * one (PostgreSQL: the extension installed; SQLite: loaded with
  * ?extension=PATH), which also discards COMMIT sent as SQL; else savepoints.
