@@ -345,8 +345,8 @@ duet_status duet__fr_switch_off(duet_db *db, bool at_close) {
 
 duet_status duet_force_rollback(duet_db *db, bool on) {
     if (!db) return duet__err(DUET_ERR_MISUSE, "duet_force_rollback: database handle is NULL");
+    if (!on) return duet__fr_switch_off(db, false); /* which clears the thread's error */
     duet__err_clear();
-    if (!on) return duet__fr_switch_off(db, false);
     if (duet__fr_active(db)) return DUET_OK;
     if (duet_txn_depth(db) > 0)
         return duet__err(DUET_ERR_MISUSE,
